@@ -1,0 +1,80 @@
+# frcnn - Faster R-CNN (ResNet C4) in C.  `make`, `make test`, `make run`, `make bench`.
+# SAN=1 builds everything under ASan+UBSan into build/san.  Needs Debian 12 packages
+# (tools/deps.sh installs them as root, or prints the apt-get line).
+
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD ?= build/san
+SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+OPT ?= -O1 -g
+else
+BUILD ?= build
+SANFLAGS =
+OPT ?= -O2 -g
+endif
+
+CC ?= cc
+PKGS = openblas libcjson libmicrohttpd expat
+CFLAGS ?= $(OPT)
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread $(SANFLAGS) \
+          -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS += -pthread $(SANFLAGS)
+LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -lcjson -lmicrohttpd -lexpat) -lm
+
+LIB_DIRS = src/core src/backbone src/rpn src/roi src/head src/detector src/server src/eval
+LIB_SRC = $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_SRC = $(wildcard src/cli/*.c)
+CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC = $(wildcard tests/test_*.c)
+TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+FIXTURES = build/fixtures
+PY = /usr/bin/python3
+
+.PHONY: all deps test test-deps fixtures bench run clean format fuzz docker docker-test
+all: deps $(BUILD)/frcnn
+
+deps:
+	@tools/deps.sh build
+
+$(BUILD)/libfrcnn.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/frcnn: $(CLI_OBJ) $(BUILD)/libfrcnn.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libfrcnn.a tests/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libfrcnn.a $(LDFLAGS) $(LDLIBS)
+
+test-deps:
+	@tools/deps.sh test
+
+# Golden data from the PyTorch reference (tools/reference), regenerated when the tools change.
+fixtures: $(FIXTURES)/.stamp
+$(FIXTURES)/.stamp: $(wildcard tools/reference/*.py) | test-deps
+	@mkdir -p $(FIXTURES)
+	$(PY) tools/reference/make_fixtures.py --out $(FIXTURES)
+	@touch $@
+
+test: test-deps $(BUILD)/frcnn $(TEST_BIN) fixtures
+	@BUILD=$(BUILD) FIXTURES=$(FIXTURES) tests/run.sh $(TEST_BIN)
+
+bench: deps $(BUILD)/frcnn fixtures
+	@tools/bench.sh $(BUILD)/frcnn
+
+run: deps $(BUILD)/frcnn
+	$(BUILD)/frcnn serve -m models/demo.safetensors --host 127.0.0.1 --port 8080
+
+format:
+	clang-format -i $(LIB_SRC) $(CLI_SRC) $(TEST_SRC) $(wildcard src/*/*.h tests/*.h)
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
