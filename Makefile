@@ -31,7 +31,7 @@ TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 FIXTURES = build/fixtures
 PY = /usr/bin/python3
 
-.PHONY: all deps test test-deps fixtures bench run clean format fuzz docker docker-test
+.PHONY: all deps test test-deps fixtures bench run clean format fuzz docker docker-test loadtest
 all: deps $(BUILD)/frcnn
 
 deps:
@@ -78,3 +78,14 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+
+# Docker image frcnn:latest (docker/Dockerfile); tools/docker.sh starts a private dockerd
+# when none answers (see README).
+docker:
+	tools/docker.sh build
+
+docker-test:
+	tools/docker.sh test
+
+loadtest: $(BUILD)/frcnn
+	tools/loadtest.sh $(BUILD)/frcnn
