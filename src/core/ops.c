@@ -1,0 +1,176 @@
+// ops.c - convolution, pooling and linear layers on cblas_sgemm (see ops.h).
+#include "ops.h"
+
+#include "alloc.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+fr_status fr_conv_alloc(fr_conv *c, int cin, int cout, int kh, int kw, int stride, int pad) {
+    memset(c, 0, sizeof *c);
+    c->cin = cin;
+    c->cout = cout;
+    c->kh = kh;
+    c->kw = kw;
+    c->stride = stride;
+    c->pad = pad;
+    c->w = fr_aligned_alloc((size_t)cout * kh * kw * cin * sizeof(float));
+    c->b = fr_aligned_alloc((size_t)cout * sizeof(float));
+    if (!c->w || !c->b) {
+        fr_conv_free(c);
+        return FR_ERR_NOMEM;
+    }
+    memset(c->b, 0, (size_t)cout * sizeof(float));
+    return FR_OK;
+}
+
+void fr_conv_free(fr_conv *c) {
+    fr_free(c->w);
+    fr_free(c->b);
+    c->w = c->b = NULL;
+}
+
+void fr_conv_set_weight_oihw(fr_conv *c, const float *w) {
+    int K = c->kh * c->kw * c->cin;
+    for (int o = 0; o < c->cout; o++)
+        for (int i = 0; i < c->cin; i++)
+            for (int y = 0; y < c->kh; y++)
+                for (int x = 0; x < c->kw; x++)
+                    c->w[(size_t)o * K + (y * c->kw + x) * c->cin + i] =
+                        w[(((size_t)o * c->cin + i) * c->kh + y) * c->kw + x];
+}
+
+void fr_conv_fold_bn(fr_conv *c, const float *gamma, const float *beta, const float *mean,
+                     const float *var, float eps) {
+    size_t K = (size_t)c->kh * c->kw * c->cin;
+    for (int o = 0; o < c->cout; o++) {
+        // detectron2 FrozenBatchNorm2d: scale = w * rsqrt(var + eps); bias = b - mean * scale
+        float scale = gamma[o] * (1.0f / sqrtf(var[o] + eps));
+        for (size_t k = 0; k < K; k++) c->w[o * K + k] *= scale;
+        c->b[o] = (c->b[o] - mean[o]) * scale + beta[o];
+    }
+}
+
+static int is_pointwise(const fr_conv *c) { return c->kh == 1 && c->kw == 1 && c->pad == 0; }
+
+static size_t chunk_rows(const fr_conv *c) {
+    size_t K = (size_t)c->kh * c->kw * c->cin;
+    size_t r = FR_COL_CHUNK_BYTES / (K * sizeof(float));
+    return r < 64 ? 64 : r;
+}
+
+size_t fr_conv_scratch(const fr_conv *c, int n, int h, int w) {
+    size_t rows = (size_t)n * fr_conv_out(c, h) * fr_conv_out(c, w);
+    if (is_pointwise(c) && c->stride == 1) return 0;
+    if (is_pointwise(c)) return rows * c->cin;
+    size_t ch = chunk_rows(c);
+    return (rows < ch ? rows : ch) * c->kh * c->kw * c->cin;
+}
+
+// Builds im2col rows [r0, r1) of the output grid into col ((r1-r0) x K).
+static void im2col(const fr_conv *c, const fr_tensor *x, int ho, int wo, size_t r0, size_t r1, float *col) {
+    int C = c->cin;
+    size_t K = (size_t)c->kh * c->kw * C;
+    for (size_t r = r0; r < r1; r++) {
+        int ox = (int)(r % wo), oy = (int)((r / wo) % ho), n = (int)(r / ((size_t)wo * ho));
+        float *dst = col + (r - r0) * K;
+        for (int ky = 0; ky < c->kh; ky++) {
+            int iy = oy * c->stride - c->pad + ky;
+            for (int kx = 0; kx < c->kw; kx++, dst += C) {
+                int ix = ox * c->stride - c->pad + kx;
+                if (iy < 0 || iy >= x->h || ix < 0 || ix >= x->w) memset(dst, 0, C * sizeof(float));
+                else memcpy(dst, x->data + (((size_t)n * x->h + iy) * x->w + ix) * C, C * sizeof(float));
+            }
+        }
+    }
+}
+
+static void epilogue(float *y, size_t rows, int cout, const float *b, const float *res, int relu) {
+    for (size_t r = 0; r < rows; r++) {
+        float *yr = y + r * cout;
+        const float *rr = res ? res + r * cout : NULL;
+        if (rr)
+            for (int j = 0; j < cout; j++) yr[j] += b[j] + rr[j];
+        else
+            for (int j = 0; j < cout; j++) yr[j] += b[j];
+        if (relu)
+            for (int j = 0; j < cout; j++) yr[j] = yr[j] > 0 ? yr[j] : 0;
+    }
+}
+
+void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const fr_tensor *residual, int relu,
+                     float *scratch) {
+    int ho = fr_conv_out(c, x->h), wo = fr_conv_out(c, x->w);
+    FR_ASSERT(x->c == c->cin && y->c == c->cout && y->h == ho && y->w == wo && y->n == x->n);
+    size_t rows = (size_t)x->n * ho * wo;
+    int K = c->kh * c->kw * c->cin;
+    const float *res = residual ? residual->data : NULL;
+    if (is_pointwise(c)) {
+        const float *a = x->data;
+        if (c->stride != 1) {
+            for (size_t r = 0; r < rows; r++) {
+                int ox = (int)(r % wo), oy = (int)((r / wo) % ho), n = (int)(r / ((size_t)wo * ho));
+                memcpy(scratch + r * c->cin,
+                       x->data + (((size_t)n * x->h + oy * c->stride) * x->w + ox * c->stride) * c->cin,
+                       c->cin * sizeof(float));
+            }
+            a = scratch;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, c->cout, K, 1.0f, a, K, c->w, K, 0.0f,
+                    y->data, c->cout);
+        epilogue(y->data, rows, c->cout, c->b, res, relu);
+        return;
+    }
+    size_t ch = chunk_rows(c);
+    for (size_t r0 = 0; r0 < rows; r0 += ch) {
+        size_t r1 = r0 + ch < rows ? r0 + ch : rows;
+        im2col(c, x, ho, wo, r0, r1, scratch);
+        float *yr = y->data + r0 * c->cout;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), c->cout, K, 1.0f, scratch, K, c->w,
+                    K, 0.0f, yr, c->cout);
+        epilogue(yr, r1 - r0, c->cout, c->b, res ? res + r0 * c->cout : NULL, relu);
+    }
+}
+
+void fr_maxpool3x3s2(const fr_tensor *x, fr_tensor *y) {
+    int C = x->c;
+    FR_ASSERT(y->h == fr_maxpool_out(x->h) && y->w == fr_maxpool_out(x->w) && y->c == C && y->n == x->n);
+    for (int n = 0; n < x->n; n++)
+        for (int oy = 0; oy < y->h; oy++)
+            for (int ox = 0; ox < y->w; ox++) {
+                float *d = y->data + (((size_t)n * y->h + oy) * y->w + ox) * C;
+                for (int k = 0; k < C; k++) d[k] = -INFINITY;
+                for (int ky = 0; ky < 3; ky++) {
+                    int iy = oy * 2 - 1 + ky;
+                    if (iy < 0 || iy >= x->h) continue;
+                    for (int kx = 0; kx < 3; kx++) {
+                        int ix = ox * 2 - 1 + kx;
+                        if (ix < 0 || ix >= x->w) continue;
+                        const float *s = x->data + (((size_t)n * x->h + iy) * x->w + ix) * C;
+                        for (int k = 0; k < C; k++) d[k] = s[k] > d[k] ? s[k] : d[k];
+                    }
+                }
+            }
+}
+
+void fr_meanpool(const fr_tensor *x, float *out) {
+    size_t hw = (size_t)x->h * x->w;
+    for (int n = 0; n < x->n; n++) {
+        float *o = out + (size_t)n * x->c;
+        const float *s = x->data + (size_t)n * hw * x->c;
+        // accumulate in double so the order of summation barely matters
+        for (int k = 0; k < x->c; k++) {
+            double acc = 0;
+            for (size_t p = 0; p < hw; p++) acc += s[p * x->c + k];
+            o[k] = (float)(acc / (double)hw);
+        }
+    }
+}
+
+void fr_linear(const float *x, int m, int k, const float *w, const float *b, int n, float *out) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 0.0f, out, n);
+    if (b)
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) out[(size_t)i * n + j] += b[j];
+}

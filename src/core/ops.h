@@ -1,0 +1,56 @@
+// ops.h - the dense operators of the network on NHWC float32 tensors, on cblas_sgemm.
+//
+// A convolution is a GEMM: rows = output pixels (n, y, x), columns = output channels,
+// K = kh*kw*cin. 1x1 stride-1 convolutions multiply the input directly (no im2col);
+// strided 1x1 convolutions gather the sampled pixels; kxk convolutions build im2col rows
+// in chunks (at most FR_COL_CHUNK_BYTES of scratch at once). Bias, residual add and ReLU
+// are fused into one pass over the output. FrozenBN is folded into weight and bias at load.
+#ifndef FR_OPS_H
+#define FR_OPS_H
+
+#include "status.h"
+#include "tensor.h"
+
+#define FR_COL_CHUNK_BYTES (16u << 20)
+
+typedef struct {
+    int cin, cout, kh, kw, stride, pad;
+    float *w; // [cout][kh][kw][cin], 64-byte aligned, owned by the model
+    float *b; // [cout], owned by the model (zeros when the layer has none)
+} fr_conv;
+
+// Output side for input side n.
+static inline int fr_conv_out(const fr_conv *c, int n) { return (n + 2 * c->pad - c->kh) / c->stride + 1; }
+
+// Allocates w and b for the given geometry (w uninitialised, b zeroed). FR_ERR_NOMEM.
+fr_status fr_conv_alloc(fr_conv *c, int cin, int cout, int kh, int kw, int stride, int pad);
+void fr_conv_free(fr_conv *c);
+
+// Sets w from a PyTorch-layout weight [cout][cin][kh][kw] (reordered to [cout][kh][kw][cin]).
+void fr_conv_set_weight_oihw(fr_conv *c, const float *w_oihw);
+
+// Folds FrozenBN y = (x - mean) / sqrt(var + eps) * gamma + beta into w and b
+// (b must hold the conv's own bias, zero when none). Per detectron2 FrozenBatchNorm2d.
+void fr_conv_fold_bn(fr_conv *c, const float *gamma, const float *beta, const float *mean,
+                     const float *var, float eps);
+
+// Scratch floats fr_conv_forward needs for an input of n x h x w.
+size_t fr_conv_scratch(const fr_conv *c, int n, int h, int w);
+
+// y = act(conv(x) + b [+ residual]). y must be preallocated with the output shape
+// (x->n, fr_conv_out(h), fr_conv_out(w), cout); residual (may be NULL) has y's shape.
+// scratch holds fr_conv_scratch() floats. relu: 0 or 1.
+void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const fr_tensor *residual,
+                     int relu, float *scratch);
+
+// 3x3/2 max pool with padding 1 (floor mode), -inf padding: detectron2's stem pool.
+void fr_maxpool3x3s2(const fr_tensor *x, fr_tensor *y);
+static inline int fr_maxpool_out(int n) { return (n + 2 - 3) / 2 + 1; }
+
+// Mean over h and w: x (n, h, w, c) -> out[n][c].
+void fr_meanpool(const fr_tensor *x, float *out);
+
+// out[m][j] = sum_k x[m][k] * w[j][k] + b[j]: x (m, k), w (n, k) row-major.
+void fr_linear(const float *x, int m, int k, const float *w, const float *b, int n, float *out);
+
+#endif

@@ -1,0 +1,141 @@
+// test_ops.c - convolution (all code paths), BN folding, pooling and linear against naive
+// double-precision loops, with fixed seeds.
+#include "core/alloc.h"
+#include "core/ops.h"
+#include "harness.h"
+
+#include <stdlib.h>
+
+static unsigned long rng = 12345;
+static float frand(void) { // uniform in [-1, 1)
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((rng >> 33) & 0xFFFFFF) / (float)0x800000 - 1.0f;
+}
+
+// Naive conv + unfolded FrozenBN + residual + relu in double. w in OIHW.
+static void naive_conv(const float *x, int n, int h, int w, int cin, const float *wt, int cout, int k, int s,
+                       int p, const float *bias, const float *g, const float *be, const float *mu,
+                       const float *var, float eps, const float *res, int relu, double *out, int ho, int wo) {
+    for (int b = 0; b < n; b++)
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++)
+                for (int o = 0; o < cout; o++) {
+                    double acc = bias ? bias[o] : 0;
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int iy = oy * s - p + ky, ix = ox * s - p + kx;
+                            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                            for (int i = 0; i < cin; i++)
+                                acc += (double)x[(((size_t)b * h + iy) * w + ix) * cin + i] *
+                                       wt[(((size_t)o * cin + i) * k + ky) * k + kx];
+                        }
+                    if (g) acc = (acc - mu[o]) / sqrt((double)var[o] + eps) * g[o] + be[o];
+                    size_t idx = (((size_t)b * ho + oy) * wo + ox) * cout + o;
+                    if (res) acc += res[idx];
+                    if (relu && acc < 0) acc = 0;
+                    out[idx] = acc;
+                }
+}
+
+static void check_conv(int n, int h, int w, int cin, int cout, int k, int s, int p, int use_bn, int use_res,
+                       int relu) {
+    fr_conv c;
+    CHECK(fr_conv_alloc(&c, cin, cout, k, k, s, p) == FR_OK);
+    int ho = fr_conv_out(&c, h), wo = fr_conv_out(&c, w);
+    size_t nx = (size_t)n * h * w * cin, ny = (size_t)n * ho * wo * cout, nw = (size_t)cout * cin * k * k;
+    float *x = malloc(nx * 4), *wt = malloc(nw * 4), *res = malloc(ny * 4), *bias = malloc(cout * 4);
+    float *g = malloc(cout * 4), *be = malloc(cout * 4), *mu = malloc(cout * 4), *var = malloc(cout * 4);
+    double *ref = malloc(ny * sizeof(double));
+    for (size_t i = 0; i < nx; i++) x[i] = frand();
+    for (size_t i = 0; i < nw; i++) wt[i] = frand() * 0.2f;
+    for (size_t i = 0; i < ny; i++) res[i] = frand();
+    for (int i = 0; i < cout; i++) {
+        bias[i] = frand();
+        g[i] = 1 + 0.5f * frand();
+        be[i] = frand();
+        mu[i] = frand();
+        var[i] = 0.5f + 0.4f * frand();
+    }
+    fr_conv_set_weight_oihw(&c, wt);
+    memcpy(c.b, bias, cout * 4);
+    if (use_bn) fr_conv_fold_bn(&c, g, be, mu, var, 1e-5f);
+    naive_conv(x, n, h, w, cin, wt, cout, k, s, p, bias, use_bn ? g : NULL, be, mu, var, 1e-5f,
+               use_res ? res : NULL, relu, ref, ho, wo);
+    fr_tensor tx = {x, n, h, w, cin}, ty = {malloc(ny * 4), n, ho, wo, cout}, tr = {res, n, ho, wo, cout};
+    size_t ns = fr_conv_scratch(&c, n, h, w);
+    float *scratch = malloc((ns + 1) * 4);
+    fr_conv_forward(&c, &tx, &ty, use_res ? &tr : NULL, relu, scratch);
+    double maxerr = 0;
+    for (size_t i = 0; i < ny; i++) {
+        double e = fabs(ty.data[i] - ref[i]);
+        if (e > maxerr) maxerr = e;
+    }
+    CHECKF(maxerr < 1e-4 * sqrt((double)cin * k * k), "conv n%d %dx%d cin%d cout%d k%d s%d p%d: max err %g", n, h,
+           w, cin, cout, k, s, p, maxerr);
+    free(x), free(wt), free(res), free(bias), free(g), free(be), free(mu), free(var), free(ref);
+    free(ty.data), free(scratch);
+    fr_conv_free(&c);
+}
+
+TEST(test_conv_paths) {
+    check_conv(2, 9, 7, 8, 5, 1, 1, 0, 1, 1, 1);   // pointwise, residual, relu
+    check_conv(2, 9, 7, 8, 5, 1, 2, 0, 1, 0, 0);   // strided pointwise (gather)
+    check_conv(1, 10, 11, 6, 7, 3, 1, 1, 1, 0, 1); // 3x3
+    check_conv(3, 7, 7, 4, 9, 3, 2, 1, 0, 1, 1);   // 3x3 stride 2, batch, odd sides
+    check_conv(1, 21, 17, 3, 8, 7, 2, 3, 1, 0, 1); // the stem's 7x7/2
+    check_conv(1, 1, 1, 4, 4, 3, 1, 1, 1, 0, 1);   // 1x1 image through a padded 3x3
+    check_conv(2, 64, 64, 64, 16, 3, 1, 1, 0, 0, 0); // several im2col chunks (rows > chunk)
+}
+
+TEST(test_maxpool) {
+    int n = 2, h = 9, w = 6, C = 3;
+    float x[2 * 9 * 6 * 3];
+    for (size_t i = 0; i < sizeof x / 4; i++) x[i] = frand() - 2.0f; // all negative: padding must be -inf
+    int ho = fr_maxpool_out(h), wo = fr_maxpool_out(w);
+    CHECK(ho == 5 && wo == 3);
+    float y[2 * 5 * 3 * 3];
+    fr_tensor tx = {x, n, h, w, C}, ty = {y, n, ho, wo, C};
+    fr_maxpool3x3s2(&tx, &ty);
+    for (int b = 0; b < n; b++)
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++)
+                for (int c = 0; c < C; c++) {
+                    float m = -INFINITY;
+                    for (int iy = oy * 2 - 1; iy <= oy * 2 + 1; iy++)
+                        for (int ix = ox * 2 - 1; ix <= ox * 2 + 1; ix++)
+                            if (iy >= 0 && iy < h && ix >= 0 && ix < w && x[((b * h + iy) * w + ix) * C + c] > m)
+                                m = x[((b * h + iy) * w + ix) * C + c];
+                    CHECK(y[((b * ho + oy) * wo + ox) * C + c] == m);
+                }
+}
+
+TEST(test_meanpool_linear) {
+    float x[2 * 3 * 2 * 4];
+    for (size_t i = 0; i < sizeof x / 4; i++) x[i] = frand();
+    fr_tensor t = {x, 2, 3, 2, 4};
+    float out[8];
+    fr_meanpool(&t, out);
+    for (int n = 0; n < 2; n++)
+        for (int c = 0; c < 4; c++) {
+            double s = 0;
+            for (int p = 0; p < 6; p++) s += x[(n * 6 + p) * 4 + c];
+            CHECK_NEAR(out[n * 4 + c], s / 6, 1e-6);
+        }
+    float w[5 * 4], b[5], y[2 * 5];
+    for (int i = 0; i < 20; i++) w[i] = frand();
+    for (int i = 0; i < 5; i++) b[i] = frand();
+    fr_linear(out, 2, 4, w, b, 5, y);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 5; j++) {
+            double s = b[j];
+            for (int k = 0; k < 4; k++) s += (double)out[i * 4 + k] * w[j * 4 + k];
+            CHECK_NEAR(y[i * 5 + j], s, 1e-5);
+        }
+}
+
+int main(void) {
+    RUN(test_conv_paths);
+    RUN(test_maxpool);
+    RUN(test_meanpool_linear);
+    return harness_done(__FILE__);
+}
