@@ -7,6 +7,20 @@
 #include <math.h>
 #include <string.h>
 
+static fr_gemm_hook g_gemm_hook; // bench profiling hook
+static void *g_gemm_user;
+
+void fr_ops_set_gemm_hook(fr_gemm_hook fn, void *user) {
+    g_gemm_hook = fn;
+    g_gemm_user = user;
+}
+
+void fr_gemm_nt(int m, int n, int k, const float *a, const float *b, float beta, float *c) {
+    if (g_gemm_hook) g_gemm_hook(m, n, k, g_gemm_user);
+    if (m <= 0 || n <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, beta, c, n);
+}
+
 fr_status fr_conv_alloc(fr_conv *c, int cin, int cout, int kh, int kw, int stride, int pad) {
     memset(c, 0, sizeof *c);
     c->cin = cin;
@@ -117,8 +131,7 @@ void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const f
             }
             a = scratch;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, c->cout, K, 1.0f, a, K, c->w, K, 0.0f,
-                    y->data, c->cout);
+        fr_gemm_nt((int)rows, c->cout, K, a, c->w, 0.0f, y->data);
         epilogue(y->data, rows, c->cout, c->b, res, relu);
         return;
     }
@@ -127,8 +140,7 @@ void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const f
         size_t r1 = r0 + ch < rows ? r0 + ch : rows;
         im2col(c, x, ho, wo, r0, r1, scratch);
         float *yr = y->data + r0 * c->cout;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), c->cout, K, 1.0f, scratch, K, c->w,
-                    K, 0.0f, yr, c->cout);
+        fr_gemm_nt((int)(r1 - r0), c->cout, K, scratch, c->w, 0.0f, yr);
         epilogue(yr, r1 - r0, c->cout, c->b, res ? res + r0 * c->cout : NULL, relu);
     }
 }
@@ -169,7 +181,7 @@ void fr_meanpool(const fr_tensor *x, float *out) {
 }
 
 void fr_linear(const float *x, int m, int k, const float *w, const float *b, int n, float *out) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 0.0f, out, n);
+    fr_gemm_nt(m, n, k, x, w, 0.0f, out);
     if (b)
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) out[(size_t)i * n + j] += b[j];

@@ -66,7 +66,8 @@ static fr_status load_predictor(fr_model *m, fr_st_file *f, fr_err *err) {
     const fr_config *cfg = &m->cfg;
     int K = cfg->num_classes, D = m->feat;
     m->cls_out = K + 1;
-    m->box_out = cfg->class_agnostic ? 4 : cfg->box_includes_background ? 4 * (K + 1) : 4 * K;
+    int rows = cfg->class_agnostic ? 1 : K; // box rows: one per class, or one shared
+    m->box_out = 4 * (rows + (cfg->box_includes_background ? 1 : 0));
     int n = m->cls_out + m->box_out;
     m->pred_w = fr_aligned_alloc((size_t)n * D * sizeof(float));
     m->pred_b = fr_aligned_alloc((size_t)n * sizeof(float));

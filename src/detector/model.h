@@ -20,7 +20,7 @@ struct fr_model {
     float *pred_w;        // [cls_out + box_out][feat], merged predictor, owned
     float *pred_b;        // [cls_out + box_out]
     int feat;             // res5 output channels (2048)
-    int cls_out, box_out; // K+1 and 4K / 4(K+1) / 4
+    int cls_out, box_out; // K+1 and 4 x (K or 1 box rows, + 1 with a background row)
     size_t weight_bytes;  // folded weights in memory
     int unused_tensors;   // tensors in the file the model did not use
 };

@@ -1,0 +1,32 @@
+// session.h - private: a worker's planned buffers (see detector.h for the public API).
+#ifndef FR_SESSION_PRIV_H
+#define FR_SESSION_PRIV_H
+
+#include "model.h"
+
+#define FR_HEAD_CHUNK 64 // RoIs per res5 batch (performance.md: >= 64 keeps sgemm efficient)
+
+struct fr_session {
+    const fr_model *m;
+    fr_arena arena;       // everything below lives in it, planned once
+    int max_h, max_w;     // largest network input planned for
+    float *input;         // (max_h, max_w, 3)
+    float *buf[2];        // backbone ping-pong, act floats each
+    float *scratch;       // conv scratch
+    size_t act, nscratch; // floats
+    float *rpn_out;       // (H/16 * W/16, obj_ch + 4A)
+    float *props;         // (post_nms_topk, 4) proposals, resized-image frame
+    float *prop_logits;   // (post_nms_topk)
+    float *roi_feat;      // (FR_HEAD_CHUNK, S, S, C4) RoI features
+    float *head_buf[2];   // res5 ping-pong
+    float *head_scratch;
+    float *pooled;        // (FR_HEAD_CHUNK, feat)
+    float *pred;          // (post_nms_topk, cls_out + box_out)
+    size_t head_act, head_nscratch, roi_floats;
+};
+
+// Runs stem..res4 on a preprocessed input (1, h, w, 3) with h, w within the plan.
+// *res4 points into the session's buffers. ms[4]: stem, res2, res3, res4 times.
+fr_status fr_session_backbone(fr_session *s, const fr_tensor *input, fr_tensor *res4, double ms[4], fr_err *err);
+
+#endif
