@@ -13,6 +13,7 @@ SANFLAGS =
 OPT ?= -O2 -g
 endif
 
+SHELL = /bin/bash
 CC ?= cc
 PKGS = openblas libcjson libmicrohttpd expat
 CFLAGS ?= $(OPT)
@@ -89,3 +90,21 @@ docker-test:
 
 loadtest: $(BUILD)/frcnn
 	tools/loadtest.sh $(BUILD)/frcnn
+
+# libFuzzer targets (clang-14) under ASan+UBSan: tests/fuzz/fuzz_*.c, seeds in tests/fuzz/corpus/<name>.
+FUZZ_SECONDS ?= 60
+FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_CFLAGS = -O1 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -Isrc \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+
+fuzz: $(FUZZ_BIN)
+	@for b in $(FUZZ_BIN); do n=$${b#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus/$$n; \
+	  echo "fuzz $$n: $(FUZZ_SECONDS) s"; \
+	  $$b -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+	    build/fuzz/corpus/$$n tests/fuzz/corpus/$$n 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|crash-" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; done
