@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_CONFIG_BYTES (1 << 20)
@@ -337,10 +338,23 @@ int fr_config_blocks(int depth, int out[4]) {
     return 0;
 }
 
+// The shortest decimal that reads back as f (0.7f -> 0.7, not 0.699999988).
+static double short_decimal(float f) {
+    char buf[32];
+    for (int p = 1; p < 10; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)f);
+        double d = strtod(buf, NULL);
+        if ((float)d == f) return d;
+    }
+    return f;
+}
+
+static cJSON *fnum(float f) { return cJSON_CreateNumber(short_decimal(f)); }
+
 static cJSON *farr(const float *v, int n) {
     cJSON *a = cJSON_CreateArray();
     for (int i = 0; a && i < n; i++) {
-        cJSON *x = cJSON_CreateNumber(v[i]);
+        cJSON *x = fnum(v[i]);
         if (!x || !cJSON_AddItemToArray(a, x)) {
             cJSON_Delete(x);
             cJSON_Delete(a);
@@ -381,7 +395,7 @@ char *fr_config_to_json(const fr_config *cfg) {
     if (!e) {
         e |= add(s, "depth", cJSON_CreateNumber(cfg->depth));
         e |= add(s, "stride_in_1x1", cJSON_CreateBool(cfg->stride_in_1x1));
-        e |= add(s, "bn_eps", cJSON_CreateNumber(cfg->bn_eps));
+        e |= add(s, "bn_eps", fnum(cfg->bn_eps));
         e |= add(s, "res5_stride", cJSON_CreateNumber(cfg->res5_stride));
     }
     e |= add(r, "anchors", s = cJSON_CreateObject());
@@ -390,22 +404,22 @@ char *fr_config_to_json(const fr_config *cfg) {
         e |= add(s, "stride", cJSON_CreateNumber(cfg->anchor_stride));
         e |= add(s, "sizes", farr(cfg->sizes, cfg->num_sizes));
         e |= add(s, "ratios", farr(cfg->ratios, cfg->num_ratios));
-        e |= add(s, "offset", cJSON_CreateNumber(cfg->anchor_offset));
+        e |= add(s, "offset", fnum(cfg->anchor_offset));
     }
     e |= add(r, "rpn", s = cJSON_CreateObject());
     if (!e) {
         e |= add(s, "objectness", cJSON_CreateString(cfg->objectness == FR_OBJ_SIGMOID ? "sigmoid" : "softmax2"));
         e |= add(s, "pre_nms_topk", cJSON_CreateNumber(cfg->pre_nms_topk));
         e |= add(s, "post_nms_topk", cJSON_CreateNumber(cfg->post_nms_topk));
-        e |= add(s, "nms_thresh", cJSON_CreateNumber(cfg->rpn_nms_thresh));
-        e |= add(s, "min_size", cJSON_CreateNumber(cfg->rpn_min_size));
+        e |= add(s, "nms_thresh", fnum(cfg->rpn_nms_thresh));
+        e |= add(s, "min_size", fnum(cfg->rpn_min_size));
         e |= add(s, "box_weights", farr(cfg->rpn_box_weights, 4));
     }
     e |= add(r, "roi", s = cJSON_CreateObject());
     if (!e) {
         e |= add(s, "op", cJSON_CreateString(cfg->roi_op == FR_ROI_ALIGN ? "align" : "pool"));
         e |= add(s, "output_size", cJSON_CreateNumber(cfg->roi_size));
-        e |= add(s, "spatial_scale", cJSON_CreateNumber(cfg->spatial_scale));
+        e |= add(s, "spatial_scale", fnum(cfg->spatial_scale));
         e |= add(s, "sampling_ratio", cJSON_CreateNumber(cfg->sampling_ratio));
         e |= add(s, "aligned", cJSON_CreateBool(cfg->aligned));
     }
@@ -415,12 +429,12 @@ char *fr_config_to_json(const fr_config *cfg) {
         e |= add(s, "class_agnostic", cJSON_CreateBool(cfg->class_agnostic));
         e |= add(s, "box_includes_background", cJSON_CreateBool(cfg->box_includes_background));
         e |= add(s, "box_weights", farr(cfg->head_box_weights, 4));
-        e |= add(s, "score_thresh", cJSON_CreateNumber(cfg->score_thresh));
-        e |= add(s, "nms_thresh", cJSON_CreateNumber(cfg->nms_thresh));
+        e |= add(s, "score_thresh", fnum(cfg->score_thresh));
+        e |= add(s, "nms_thresh", fnum(cfg->nms_thresh));
         e |= add(s, "detections_per_image", cJSON_CreateNumber(cfg->detections_per_image));
     }
     e |= add(r, "box_plus_one", cJSON_CreateBool(cfg->box_plus_one));
-    e |= add(r, "bbox_clamp", cJSON_CreateNumber(cfg->bbox_clamp));
+    e |= add(r, "bbox_clamp", fnum(cfg->bbox_clamp));
     if (!e) out = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
     return out;

@@ -79,6 +79,7 @@ fr_status fr_session_new(fr_session **out, const fr_model *m, fr_err *err) {
     size_t total = 0;
     for (size_t i = 0; i < sizeof p / sizeof(size_t); i++) total += (pp[i] + 16) * sizeof(float);
     total += (p.act + 16) * sizeof(float) + (p.head_act + 16) * sizeof(float); // second ping-pong halves
+    total += ((size_t)cfg->post_nms_topk + 32) * sizeof(float);                 // prop_logits
     if (fr_arena_init(&s->arena, total)) {
         fr_free(s);
         return fr_fail(err, FR_ERR_NOMEM, "out of memory: the session needs %.0f MB", total / 1e6);
