@@ -10,16 +10,16 @@ OPT ?= -O1 -g
 else
 BUILD ?= build
 SANFLAGS =
-OPT ?= -O2 -g
+OPT ?= -O3 -g
 endif
 
 SHELL = /bin/bash
 CC ?= cc
 PKGS = openblas libcjson libmicrohttpd expat
 CFLAGS ?= $(OPT)
-CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread $(SANFLAGS) \
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread -fopenmp $(SANFLAGS) \
           -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDFLAGS += -pthread $(SANFLAGS)
+LDFLAGS += -pthread -fopenmp $(SANFLAGS)
 LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -lcjson -lmicrohttpd -lexpat) -lm
 
 LIB_DIRS = src/core src/backbone src/rpn src/roi src/head src/detector src/server src/eval
@@ -95,7 +95,7 @@ loadtest: $(BUILD)/frcnn
 FUZZ_SECONDS ?= 60
 FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_CFLAGS = -O1 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -Isrc \
+FUZZ_CFLAGS = -O1 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unknown-pragmas -pthread -Isrc \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
               $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(wildcard src/*/*.h)

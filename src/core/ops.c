@@ -86,6 +86,7 @@ size_t fr_conv_scratch(const fr_conv *c, int n, int h, int w) {
 static void im2col(const fr_conv *c, const fr_tensor *x, int ho, int wo, size_t r0, size_t r1, float *col) {
     int C = c->cin;
     size_t K = (size_t)c->kh * c->kw * C;
+#pragma omp parallel for schedule(static) if ((r1 - r0) * K > 65536)
     for (size_t r = r0; r < r1; r++) {
         int ox = (int)(r % wo), oy = (int)((r / wo) % ho), n = (int)(r / ((size_t)wo * ho));
         float *dst = col + (r - r0) * K;
@@ -100,16 +101,19 @@ static void im2col(const fr_conv *c, const fr_tensor *x, int ho, int wo, size_t 
     }
 }
 
-static void epilogue(float *y, size_t rows, int cout, const float *b, const float *res, int relu) {
+// y = y + b (+ res), then max(y, 0): one pass, branch-free so it vectorises.
+static void epilogue(float *restrict y, size_t rows, int cout, const float *restrict b, const float *restrict res,
+                     int relu) {
+#pragma omp parallel for schedule(static) if (rows * (size_t)cout > 65536)
     for (size_t r = 0; r < rows; r++) {
-        float *yr = y + r * cout;
-        const float *rr = res ? res + r * cout : NULL;
+        float *restrict yr = y + r * cout;
+        const float *restrict rr = res ? res + r * cout : NULL;
         if (rr)
             for (int j = 0; j < cout; j++) yr[j] += b[j] + rr[j];
         else
             for (int j = 0; j < cout; j++) yr[j] += b[j];
         if (relu)
-            for (int j = 0; j < cout; j++) yr[j] = yr[j] > 0 ? yr[j] : 0;
+            for (int j = 0; j < cout; j++) yr[j] = yr[j] > 0.0f ? yr[j] : 0.0f;
     }
 }
 
@@ -123,6 +127,7 @@ void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const f
     if (is_pointwise(c)) {
         const float *a = x->data;
         if (c->stride != 1) {
+#pragma omp parallel for schedule(static) if (rows * (size_t)c->cin > 65536)
             for (size_t r = 0; r < rows; r++) {
                 int ox = (int)(r % wo), oy = (int)((r / wo) % ho), n = (int)(r / ((size_t)wo * ho));
                 memcpy(scratch + r * c->cin,
@@ -148,6 +153,7 @@ void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const f
 void fr_maxpool3x3s2(const fr_tensor *x, fr_tensor *y) {
     int C = x->c;
     FR_ASSERT(y->h == fr_maxpool_out(x->h) && y->w == fr_maxpool_out(x->w) && y->c == C && y->n == x->n);
+#pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < x->n; n++)
         for (int oy = 0; oy < y->h; oy++)
             for (int ox = 0; ox < y->w; ox++) {
@@ -168,15 +174,17 @@ void fr_maxpool3x3s2(const fr_tensor *x, fr_tensor *y) {
 
 void fr_meanpool(const fr_tensor *x, float *out) {
     size_t hw = (size_t)x->h * x->w;
+    int C = x->c;
+#pragma omp parallel for schedule(static) if (x->n > 1)
     for (int n = 0; n < x->n; n++) {
-        float *o = out + (size_t)n * x->c;
-        const float *s = x->data + (size_t)n * hw * x->c;
-        // accumulate in double so the order of summation barely matters
-        for (int k = 0; k < x->c; k++) {
-            double acc = 0;
-            for (size_t p = 0; p < hw; p++) acc += s[p * x->c + k];
-            o[k] = (float)(acc / (double)hw);
-        }
+        float *o = out + (size_t)n * C;
+        const float *s = x->data + (size_t)n * hw * C;
+        // float accumulation in pixel order, then one division: as torch's mean over (H, W)
+        // does up to reassociation; the tests bound the difference
+        for (int k = 0; k < C; k++) o[k] = 0;
+        for (size_t p = 0; p < hw; p++)
+            for (int k = 0; k < C; k++) o[k] += s[p * C + k];
+        for (int k = 0; k < C; k++) o[k] /= (float)hw;
     }
 }
 
