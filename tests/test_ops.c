@@ -64,7 +64,11 @@ static void check_conv(int n, int h, int w, int cin, int cout, int k, int s, int
     fr_tensor tx = {x, n, h, w, cin}, ty = {malloc(ny * 4), n, ho, wo, cout}, tr = {res, n, ho, wo, cout};
     size_t ns = fr_conv_scratch(&c, n, h, w);
     float *scratch = malloc((ns + 1) * 4);
-    fr_conv_forward(&c, &tx, &ty, use_res ? &tr : NULL, relu, scratch);
+    if (use_res == 2) { // residual aliasing the output: the GEMM accumulates onto it
+        memcpy(ty.data, res, ny * 4);
+        fr_conv_forward(&c, &tx, &ty, &ty, relu, scratch);
+    } else
+        fr_conv_forward(&c, &tx, &ty, use_res ? &tr : NULL, relu, scratch);
     double maxerr = 0;
     for (size_t i = 0; i < ny; i++) {
         double e = fabs(ty.data[i] - ref[i]);
@@ -85,6 +89,8 @@ TEST(test_conv_paths) {
     check_conv(1, 21, 17, 3, 8, 7, 2, 3, 1, 0, 1); // the stem's 7x7/2
     check_conv(1, 1, 1, 4, 4, 3, 1, 1, 1, 0, 1);   // 1x1 image through a padded 3x3
     check_conv(2, 64, 64, 64, 16, 3, 1, 1, 0, 0, 0); // several im2col chunks (rows > chunk)
+    check_conv(2, 9, 7, 8, 5, 1, 1, 0, 1, 2, 1);     // pointwise accumulating onto y
+    check_conv(2, 64, 64, 64, 16, 3, 1, 1, 1, 2, 1); // chunked 3x3 accumulating onto y
 }
 
 TEST(test_maxpool) {

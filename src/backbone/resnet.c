@@ -138,7 +138,8 @@ void fr_backbone_free(fr_backbone *bb) {
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
-// Scratch layout of one block: t1 | t2 | sc | conv scratch.
+// Scratch layout of one block: t1 | t2 | conv scratch. A projection shortcut is written
+// straight into the block's output, which conv3 then accumulates onto.
 static void block_plan(const fr_bottleneck *b, int n, int h, int w, int pre, size_t *act, size_t *scratch, int *ho,
                        int *wo) {
     fr_conv c1 = b->conv1, sc = b->shortcut;
@@ -152,7 +153,7 @@ static void block_plan(const fr_bottleneck *b, int n, int h, int w, int pre, siz
     if (b->has_shortcut) cs = max_sz(cs, fr_conv_scratch(&sc, n, h, w));
     size_t pad = 16 * 4; // alignment slack between the parts
     *act = out;
-    *scratch = t1 + t2 + (b->has_shortcut ? out : 0) + cs + pad;
+    *scratch = t1 + t2 + cs + pad;
     *ho = h2;
     *wo = w2;
 }
@@ -205,12 +206,11 @@ static void block_forward(const fr_bottleneck *b, const fr_tensor *x, fr_tensor 
     fr_tensor t1 = {align16(scratch), x->n, h1, w1, c1.cout};
     fr_tensor t2 = {align16(t1.data + fr_tensor_numel(&t1)), x->n, h2, w2, b->conv2.cout};
     float *rest = align16(t2.data + fr_tensor_numel(&t2));
-    fr_tensor r = *x;
     *y = (fr_tensor){y->data, x->n, h2, w2, b->conv3.cout};
+    fr_tensor r = *x;
     if (b->has_shortcut) {
-        r = (fr_tensor){rest, x->n, h2, w2, sc.cout};
-        rest = align16(rest + fr_tensor_numel(&r));
-        fr_conv_forward(&sc, x, &r, NULL, 0, rest);
+        fr_conv_forward(&sc, x, y, NULL, 0, rest); // y = shortcut(x)
+        r = *y;                                    // conv3 accumulates onto it
     }
     fr_conv_forward(&c1, x, &t1, NULL, 1, rest);
     fr_conv_forward(&b->conv2, &t1, &t2, NULL, 1, rest);

@@ -190,6 +190,8 @@ int fr_cli_bench(int argc, char **argv) {
         fr_model_free(m);
         return 1;
     }
+    printf("session arena: %.1f MB (planned once for %dx%d inputs)\n", s->arena.cap / 1e6, m->cfg.min_size,
+           m->cfg.max_size);
     int rc = 0;
     for (int i = 0; i < nsizes && !rc; i++) rc = bench_size(s, hs[i], ws[i], runs);
     fr_session_free(s);

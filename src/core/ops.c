@@ -124,6 +124,12 @@ void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const f
     size_t rows = (size_t)x->n * ho * wo;
     int K = c->kh * c->kw * c->cin;
     const float *res = residual ? residual->data : NULL;
+    // residual aliasing y: y already holds the residual, the GEMM accumulates onto it
+    float beta = 0.0f;
+    if (res == y->data) {
+        beta = 1.0f;
+        res = NULL;
+    }
     if (is_pointwise(c)) {
         const float *a = x->data;
         if (c->stride != 1) {
@@ -136,7 +142,7 @@ void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const f
             }
             a = scratch;
         }
-        fr_gemm_nt((int)rows, c->cout, K, a, c->w, 0.0f, y->data);
+        fr_gemm_nt((int)rows, c->cout, K, a, c->w, beta, y->data);
         epilogue(y->data, rows, c->cout, c->b, res, relu);
         return;
     }
@@ -145,7 +151,7 @@ void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const f
         size_t r1 = r0 + ch < rows ? r0 + ch : rows;
         im2col(c, x, ho, wo, r0, r1, scratch);
         float *yr = y->data + r0 * c->cout;
-        fr_gemm_nt((int)(r1 - r0), c->cout, K, scratch, c->w, 0.0f, yr);
+        fr_gemm_nt((int)(r1 - r0), c->cout, K, scratch, c->w, beta, yr);
         epilogue(yr, r1 - r0, c->cout, c->b, res ? res + r0 * c->cout : NULL, relu);
     }
 }

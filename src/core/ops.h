@@ -38,7 +38,8 @@ void fr_conv_fold_bn(fr_conv *c, const float *gamma, const float *beta, const fl
 size_t fr_conv_scratch(const fr_conv *c, int n, int h, int w);
 
 // y = act(conv(x) + b [+ residual]). y must be preallocated with the output shape
-// (x->n, fr_conv_out(h), fr_conv_out(w), cout); residual (may be NULL) has y's shape.
+// (x->n, fr_conv_out(h), fr_conv_out(w), cout); residual (may be NULL) has y's shape and
+// may alias y (then y's contents are the residual and the GEMM accumulates onto them).
 // scratch holds fr_conv_scratch() floats. relu: 0 or 1.
 void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const fr_tensor *residual,
                      int relu, float *scratch);
