@@ -3,7 +3,7 @@
 # Usage: tools/deps.sh build|test|all.  Shared by the Makefile, README and .ci/run.
 # Exit 0 when everything is present afterwards, 1 when something is still missing.
 set -u
-build_pkgs="gcc make pkg-config libopenblas-dev libmicrohttpd-dev libcjson-dev libstb-dev libexpat1-dev"
+build_pkgs="gcc make pkg-config libopenblas-openmp-dev libmicrohttpd-dev libcjson-dev libstb-dev libexpat1-dev"
 test_pkgs="python3 python3-torch python3-torchvision python3-numpy darknet libonnx-testdata curl"
 case "${1:-build}" in
   build) want="$build_pkgs" ;;

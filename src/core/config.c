@@ -62,7 +62,7 @@ static fr_status num(ctx *c, const cJSON *obj, const char *key, double lo, doubl
 
 static fr_status integer(ctx *c, const cJSON *obj, const char *key, int lo, int hi,
                          const int *dflt, int *out) {
-    double d, dd = dflt ? *dflt : 0;
+    double d = 0, dd = dflt ? *dflt : 0;
     fr_status s = num(c, obj, key, lo, hi, dflt ? &dd : NULL, &d);
     if (s) return s;
     if (d != floor(d)) return bad(c, key, "must be an integer");
