@@ -121,13 +121,34 @@ TEST(test_detectron2_head) {
         k.detections_per_image = (int)m[8];
         k.class_agnostic = (int)m[9];
         fr_head_input in = {hc.props, hc.logits, hc.deltas, (int)m[0], (int)m[2], (int)m[3],
-                            (int)m[4], (int)m[5], m[4] / m[2]};
+                            (int)m[4], (int)m[5], m[4] / m[2], 0, 0};
         fr_head_det *d = NULL;
         int n = -1;
         fr_err e = {0};
         CHECK(fr_head_postprocess(&k, &in, NULL, &d, &n, &e) == FR_OK);
         if (d) compare(p, d, n, &hc);
+        // the same from one strided [logits | deltas] matrix
+        const int K1 = k.num_classes + 1, D = fr_head_delta_cols(&k), R = in.R;
+        float *mx = malloc((size_t)R * (K1 + D) * sizeof *mx);
+        for (int r = 0; r < R; r++) {
+            memcpy(mx + (size_t)r * (K1 + D), hc.logits + (size_t)r * K1, K1 * sizeof(float));
+            memcpy(mx + (size_t)r * (K1 + D) + K1, hc.deltas + (size_t)r * D, D * sizeof(float));
+        }
+        fr_head_input in2 = in;
+        in2.cls_logits = mx;
+        in2.deltas = mx + K1;
+        in2.logit_stride = in2.delta_stride = K1 + D;
+        fr_head_det *d2 = NULL;
+        int n2 = -1;
+        CHECK(fr_head_postprocess(&k, &in2, NULL, &d2, &n2, &e) == FR_OK);
+        CHECK(d && d2 && n2 == n && memcmp(d, d2, (size_t)n * sizeof *d) == 0);
+        fr_free(d2);
+        d2 = NULL;
+        in2.delta_stride = D - 1;
+        CHECK(fr_head_postprocess(&k, &in2, NULL, &d2, &n2, &e) == FR_ERR_INVALID || D == 1);
+        free(mx);
         fr_free(d);
+        fr_free(d2);
     }
     fr_config_free(&cfg);
 }
@@ -151,7 +172,7 @@ TEST(test_pyfrcnn_head) {
         k.nms_thresh = m[8];
         k.detections_per_image = (int)m[9];
         fr_head_input in = {hc.props, hc.logits, hc.deltas, (int)m[0], (int)m[2], (int)m[3],
-                            (int)m[4], (int)m[5], m[6]};
+                            (int)m[4], (int)m[5], m[6], 0, 0};
         fr_head_det *d = NULL;
         int n = -1;
         fr_err e = {0};
@@ -174,7 +195,7 @@ TEST(test_options) {
     const float *m = hc.meta;
     cfg.num_classes = (int)m[1];
     fr_head_input in = {hc.props, hc.logits, hc.deltas, (int)m[0], (int)m[2], (int)m[3],
-                        (int)m[4], (int)m[5], m[4] / m[2]};
+                        (int)m[4], (int)m[5], m[4] / m[2], 0, 0};
     fr_err e = {0};
     fr_head_det *all = NULL, *d = NULL;
     int nall = 0, n = 0;
@@ -223,7 +244,7 @@ TEST(test_bad_inputs_and_alloc_failures) {
     const float *m = hc.meta;
     cfg.num_classes = (int)m[1];
     fr_head_input in = {hc.props, hc.logits, hc.deltas, (int)m[0], (int)m[2], (int)m[3],
-                        (int)m[4], (int)m[5], m[4] / m[2]};
+                        (int)m[4], (int)m[5], m[4] / m[2], 0, 0};
     fr_err e = {0};
     fr_head_det *d = (fr_head_det *)&e;
     int n = 5;

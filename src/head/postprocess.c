@@ -95,7 +95,9 @@ static int cmp_det_seq(const void *a, const void *b) {
 static fr_status run_detectron2(const fr_config *cfg, const fr_head_input *in, float thresh,
                                 int max_det, const unsigned char *mask, fr_head_det **out,
                                 int *nout, fr_err *err) {
-    const int K = cfg->num_classes, D = fr_head_delta_cols(cfg), R = in->R;
+    const int K = cfg->num_classes, R = in->R;
+    const size_t LS = in->logit_stride ? (size_t)in->logit_stride : (size_t)K + 1;
+    const size_t DS = in->delta_stride ? (size_t)in->delta_stride : (size_t)fr_head_delta_cols(cfg);
     const int nb = cfg->class_agnostic ? 1 : K; // boxes per proposal
     fr_box_coder coder = {
         .weights = {cfg->head_box_weights[0], cfg->head_box_weights[1], cfg->head_box_weights[2],
@@ -115,14 +117,14 @@ static fr_status run_detectron2(const fr_config *cfg, const fr_head_input *in, f
     if (!prob || !boxes || !c) goto nomem;
     const float W = (float)in->img_w, H = (float)in->img_h;
     for (int r = 0; r < R; r++) {
-        fr_softmax_torch(in->cls_logits + (size_t)r * (K + 1), K + 1, prob);
+        fr_softmax_torch(in->cls_logits + (size_t)r * LS, K + 1, prob);
         int ok = 1;
         for (int k = 0; k <= K; k++) ok &= isfinite(prob[k]) != 0;
         const float *pb = in->proposals + 4 * (size_t)r;
         for (int b = 0; b < nb; b++) {
             const int dc = cfg->class_agnostic ? delta_col(cfg, 0) : delta_col(cfg, b);
             float *o = boxes + 4 * b;
-            fr_box_decode(&coder, pb, in->deltas + (size_t)r * D + 4 * dc, o);
+            fr_box_decode(&coder, pb, in->deltas + (size_t)r * DS + 4 * dc, o);
             ok &= isfinite(o[0]) && isfinite(o[1]) && isfinite(o[2]) && isfinite(o[3]);
         }
         if (!ok) continue; // fast_rcnn_inference_single_image's valid_mask
@@ -201,7 +203,9 @@ fail:
 static fr_status run_pyfrcnn(const fr_config *cfg, const fr_head_input *in, float thresh,
                              int max_det, const unsigned char *mask, fr_head_det **out,
                              int *nout, fr_err *err) {
-    const int K = cfg->num_classes, D = fr_head_delta_cols(cfg), R = in->R;
+    const int K = cfg->num_classes, R = in->R;
+    const size_t LS = in->logit_stride ? (size_t)in->logit_stride : (size_t)K + 1;
+    const size_t DS = in->delta_stride ? (size_t)in->delta_stride : (size_t)fr_head_delta_cols(cfg);
     fr_box_coder coder = {
         .weights = {cfg->head_box_weights[0], cfg->head_box_weights[1], cfg->head_box_weights[2],
                     cfg->head_box_weights[3]},
@@ -225,7 +229,7 @@ static fr_status run_pyfrcnn(const fr_config *cfg, const fr_head_input *in, floa
     all = fr_malloc(cap * sizeof *all);
     if (!prob || !cbox || !cscore || !order || !keep || !all) goto nomem;
     for (int r = 0; r < R; r++)
-        softmax_caffe(in->cls_logits + (size_t)r * (K + 1), K + 1, prob + (size_t)r * (K + 1));
+        softmax_caffe(in->cls_logits + (size_t)r * LS, K + 1, prob + (size_t)r * (K + 1));
     for (int k = 0; k < K; k++) {
         if (mask && !mask[k]) continue;
         const int lc = logit_col(cfg, k), dc = delta_col(cfg, k);
@@ -236,7 +240,7 @@ static fr_status run_pyfrcnn(const fr_config *cfg, const fr_head_input *in, floa
             const float *p = in->proposals + 4 * (size_t)r;
             const float pb[4] = {p[0] / scale, p[1] / scale, p[2] / scale, p[3] / scale};
             float *b = cbox + 4 * (size_t)m;
-            fr_box_decode(&coder, pb, in->deltas + (size_t)r * D + 4 * dc, b);
+            fr_box_decode(&coder, pb, in->deltas + (size_t)r * DS + 4 * dc, b);
             if (!(isfinite(b[0]) && isfinite(b[1]) && isfinite(b[2]) && isfinite(b[3]))) continue;
             b[0] = clampf(b[0], 0.0f, W1); // np.maximum(np.minimum(x, W - 1), 0)
             b[1] = clampf(b[1], 0.0f, H1);
@@ -301,6 +305,10 @@ fr_status fr_head_postprocess(const fr_config *cfg, const fr_head_input *in,
         return fr_fail(err, FR_ERR_INVALID, "head: %d proposals (need 0..%d)", in->R, MAX_R);
     if (in->R > 0 && (!in->proposals || !in->cls_logits || !in->deltas))
         return fr_fail(err, FR_ERR_INVALID, "head: NULL input array");
+    if ((in->logit_stride && in->logit_stride < K + 1) ||
+        (in->delta_stride && in->delta_stride < fr_head_delta_cols(cfg)))
+        return fr_fail(err, FR_ERR_INVALID, "head: row strides %d / %d below %d / %d",
+                       in->logit_stride, in->delta_stride, K + 1, fr_head_delta_cols(cfg));
     if (in->img_h < 1 || in->img_w < 1 || in->orig_h < 1 || in->orig_w < 1)
         return fr_fail(err, FR_ERR_INVALID, "head: image sizes %dx%d (resized) %dx%d (original)",
                        in->img_w, in->img_h, in->orig_w, in->orig_h);

@@ -8,6 +8,7 @@
 //                 4(K+1) (cfg->box_includes_background: class c's deltas sit where its logit
 //                 does), or with cfg->class_agnostic 4 (or 8 with a background row; the
 //                 foreground box is the last 4 columns)
+// Rows may be strided (logit_stride, delta_stride), e.g. one [logits | deltas] matrix.
 // Output: *dets (fr_malloc'd, caller frees with fr_free; never NULL on success) holds *n
 // detections sorted by score descending, boxes in original-image pixels.
 //
@@ -54,6 +55,8 @@ typedef struct {
     int img_h, img_w;        // resized image size (network input), >= 1
     int orig_h, orig_w;      // original image size, >= 1
     double im_scale;         // resize factor (py-faster-rcnn divides the proposals by it), > 0
+    int logit_stride;        // floats from one row of cls_logits to the next; 0: K+1
+    int delta_stride;        // floats from one row of deltas to the next; 0: D
 } fr_head_input;
 
 typedef struct {
