@@ -8,11 +8,15 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 #include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 typedef struct {
     char *model_path;
     char *config_path; // NULL: the model's own config
     fr_image_limits limits;
+    int threads;       // compute threads per worker, 0 = the library default
     fr_model *model;
     char *model_json;
 } engine_state;
@@ -78,6 +82,9 @@ static void eng_unload(void *user) {
 
 static fr_status eng_worker_new(void *user, void **worker, fr_err *err) {
     engine_state *e = user;
+#ifdef _OPENMP
+    if (e->threads > 0) omp_set_num_threads(e->threads); // this worker thread's team size
+#endif
     fr_session *s = NULL;
     fr_status st = fr_session_new(&s, e->model, err);
     *worker = s;
@@ -124,7 +131,7 @@ static fr_status eng_detect(void *user, void *worker, const unsigned char *bytes
 }
 
 fr_status fr_engine_model_new(fr_engine *eng, const char *model_path, const char *config_path,
-                              const fr_image_limits *limits, fr_err *err) {
+                              const fr_image_limits *limits, int threads, fr_err *err) {
     memset(eng, 0, sizeof *eng);
     engine_state *e = fr_calloc(1, sizeof *e);
     if (!e) return fr_fail(err, FR_ERR_NOMEM, "out of memory");
@@ -137,6 +144,7 @@ fr_status fr_engine_model_new(fr_engine *eng, const char *model_path, const char
         return fr_fail(err, FR_ERR_NOMEM, "out of memory");
     }
     e->limits = *limits;
+    e->threads = threads;
     eng->user = e;
     eng->load = eng_load;
     eng->unload = eng_unload;

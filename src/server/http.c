@@ -85,6 +85,11 @@ static enum MHD_Result queue(fr_req *rq, int status, char *body, size_t len, int
     MHD_add_response_header(r, "X-Request-Id", id);
     if (rq->route != FR_ROUTE_ROOT && rq->route != FR_ROUTE_OPENAPI)
         MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (rq->route == FR_ROUTE_ROOT && status == 200)
+        MHD_add_response_header(r, "Content-Security-Policy",
+                                "default-src 'none'; script-src 'unsafe-inline'; style-src "
+                                "'unsafe-inline'; img-src blob: data:; connect-src 'self'; "
+                                "base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
     if (status == 503) MHD_add_response_header(r, "Retry-After", retry);
     if (allow) MHD_add_response_header(r, "Allow", allow);
     if (rq->close_after || atomic_load(&srv->draining))

@@ -76,10 +76,11 @@ void fr_server_opts_default(fr_server_opts *o);
 #define FR_SERVER_ABANDONED 3
 int fr_server_run(const fr_server_opts *opts, const fr_engine *engine);
 
-// The engine for a real model file (engine.c). config_path may be NULL.
-// The returned engine's user state is freed by fr_engine_model_free.
+// The engine for a real model file (engine.c). config_path may be NULL. threads: OpenMP
+// threads per worker (0: the default, every core). The engine's state is freed by
+// fr_engine_model_free.
 fr_status fr_engine_model_new(fr_engine *eng, const char *model_path, const char *config_path,
-                              const fr_image_limits *limits, fr_err *err);
+                              const fr_image_limits *limits, int threads, fr_err *err);
 void fr_engine_model_free(fr_engine *eng);
 
 // `frcnn serve --healthcheck URL`: GET an http:// URL on a numeric host, 0 on a 200 answer
