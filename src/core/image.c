@@ -360,6 +360,7 @@ static fr_status pil_resize(const unsigned char *src, int w, int h, unsigned cha
                             int oh, fr_err *err) {
     pil_coeffs cv = {0}, chz = {0};
     unsigned char *tmp = NULL;
+    int32_t *acc = NULL;
     fr_status rc = pil_coeffs_init(&cv, h, oh, err);
     if (rc) return rc;
     int need_h = ow != w, need_v = oh != h;
@@ -403,18 +404,27 @@ static fr_status pil_resize(const unsigned char *src, int w, int h, unsigned cha
         in = tmp;
         in_w = ow;
     }
-    // vertical pass
+    // vertical pass, a row at a time into an int32 accumulator (integer sums: the same result
+    // as Pillow's per-pixel loop)
+    acc = fr_malloc((size_t)ow * 3 * sizeof(int32_t));
+    if (!acc) {
+        rc = fr_fail(err, FR_ERR_NOMEM, "resize: out of memory");
+        goto done;
+    }
     for (int yy = 0; yy < oh; yy++) {
         int ymin = cv.bounds[yy * 2], n = cv.bounds[yy * 2 + 1];
         const int32_t *k = cv.kk + (size_t)yy * cv.ksize;
         unsigned char *o = dst + (size_t)yy * ow * 3;
-        for (int xx = 0; xx < ow * 3; xx++) {
-            int32_t ss = 1 << (PIL_PRECISION_BITS - 1);
-            for (int y = 0; y < n; y++) ss += in[(size_t)(y + ymin) * in_w * 3 + xx] * k[y];
-            o[xx] = pil_clip8(ss);
+        for (int xx = 0; xx < ow * 3; xx++) acc[xx] = 1 << (PIL_PRECISION_BITS - 1);
+        for (int y = 0; y < n; y++) {
+            const unsigned char *row = in + (size_t)(y + ymin) * in_w * 3;
+            int32_t ky = k[y];
+            for (int xx = 0; xx < ow * 3; xx++) acc[xx] += row[xx] * ky;
         }
+        for (int xx = 0; xx < ow * 3; xx++) o[xx] = pil_clip8(acc[xx]);
     }
 done:
+    fr_free(acc);
     fr_free(tmp);
     pil_coeffs_free(&cv);
     pil_coeffs_free(&chz);
@@ -615,8 +625,16 @@ fr_status fr_image_preprocess(const fr_image *img, const fr_config *cfg, int out
         }
         px = rs;
     }
-    for (size_t i = 0; i < n; i++)
-        for (int c = 0; c < 3; c++) out[i * 3 + c] = ((float)px[i * 3 + chan[c]] - mean[c]) / std[c];
+    // (float)v - mean, then / std, in float32 as torch does; tabulated per channel (same values)
+    float lut[3][256];
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++) lut[c][v] = ((float)v - mean[c]) / std[c];
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *p = px + i * 3;
+        out[i * 3 + 0] = lut[0][p[chan[0]]];
+        out[i * 3 + 1] = lut[1][p[chan[1]]];
+        out[i * 3 + 2] = lut[2][p[chan[2]]];
+    }
     fr_free(rs);
     return FR_OK;
 }
