@@ -16,9 +16,11 @@
 // with both caps every such product stays below 2^31.
 #define FR_IMAGE_HARD_MAX_SIDE 16384          // also STBI_MAX_DIMENSIONS
 #define FR_IMAGE_HARD_MAX_PIXELS (1L << 28)   // 16384 x 16384
-// Progressive JPEG scan cap: decode time grows with scans x pixels (bad-inputs row I11).
-// libjpeg-turbo suggests a limit of this order for untrusted input (TJPARAM_SCANLIMIT).
-#define FR_IMAGE_MAX_JPEG_SCANS 500
+// Progressive JPEG scan cap: decode time grows with scans x pixels (bad-inputs row I11; every
+// scan walks all the blocks of its components). Encoders write about 10 scans (libjpeg's
+// default progression), a few dozen at most; libjpeg-turbo's scan limit for untrusted input
+// serves the same purpose.
+#define FR_IMAGE_MAX_JPEG_SCANS 100
 
 typedef enum { FR_IMAGE_KIND_JPEG = 1, FR_IMAGE_KIND_PNG = 2 } fr_image_kind;
 
