@@ -191,8 +191,12 @@ TEST(test_options) {
     CHECK(fx_open("ops_head.safetensors"));
     head_case hc;
     CHECK(get_case("d2head0_", &hc));
-    if (!hc.meta) return;
+    if (!hc.meta) {
+        fr_config_free(&cfg);
+        return;
+    }
     const float *m = hc.meta;
+    const int k0 = cfg.num_classes; // restored before fr_config_free
     cfg.num_classes = (int)m[1];
     fr_head_input in = {hc.props, hc.logits, hc.deltas, (int)m[0], (int)m[2], (int)m[3],
                         (int)m[4], (int)m[5], m[4] / m[2], 0, 0};
@@ -231,6 +235,7 @@ TEST(test_options) {
     d = NULL;
     for (int i = 1; i < nall; i++) CHECK(all[i - 1].score >= all[i].score);
     fr_free(all);
+    cfg.num_classes = k0;
     fr_config_free(&cfg);
 }
 
@@ -240,8 +245,12 @@ TEST(test_bad_inputs_and_alloc_failures) {
     CHECK(fx_open("ops_head.safetensors"));
     head_case hc;
     CHECK(get_case("d2head0_", &hc));
-    if (!hc.meta) return;
+    if (!hc.meta) {
+        fr_config_free(&cfg);
+        return;
+    }
     const float *m = hc.meta;
+    const int k0 = cfg.num_classes; // restored before fr_config_free
     cfg.num_classes = (int)m[1];
     fr_head_input in = {hc.props, hc.logits, hc.deltas, (int)m[0], (int)m[2], (int)m[3],
                         (int)m[4], (int)m[5], m[4] / m[2], 0, 0};
@@ -295,6 +304,7 @@ TEST(test_bad_inputs_and_alloc_failures) {
         fr_alloc_fail_at(0);
         CHECK(done);
     }
+    cfg.num_classes = k0;
     fr_config_free(&cfg);
 }
 
