@@ -234,7 +234,50 @@ static void align_one(const job *j, int r, axis_sample *scratch, int avx2) {
     align_kernel_sse(j->feat, j->W, j->C, so, ys, ny, xs, nx, g.gh, g.gw, g.count, o);
 }
 
-static void pool_one(const job *j, int r) {
+// Max over one RoIPool bin for all channels: 4 vectors of running maxima in registers per
+// channel block; (value > max) selects the value, as the kernel's `if (v > maxval)`.
+#define DEFINE_POOL_KERNEL(NAME, ATTR, LANES)                                                 \
+    ATTR static void NAME(const float *f, int W, int C, int hs, int he, int ws, int we,       \
+                          float *m) {                                                          \
+        typedef float vf __attribute__((vector_size(LANES * 4)));                             \
+        typedef int32_t vi __attribute__((vector_size(LANES * 4)));                           \
+        enum { B = 4 * LANES };                                                                \
+        const int empty = he <= hs || we <= ws;                                                \
+        const float init = empty ? 0.0f : -FLT_MAX;                                            \
+        int c0 = 0;                                                                            \
+        for (; c0 + B <= C; c0 += B) {                                                         \
+            vf a[4];                                                                           \
+            for (int u = 0; u < 4; u++)                                                        \
+                for (int l = 0; l < LANES; l++) a[u][l] = init;                                \
+            for (int y = hs; y < he; y++)                                                      \
+                for (int x = ws; x < we; x++) {                                                \
+                    const float *v = f + ((size_t)y * W + x) * C + c0;                         \
+                    for (int u = 0; u < 4; u++) {                                              \
+                        vf b;                                                                  \
+                        memcpy(&b, v + u * LANES, sizeof b);                                   \
+                        vi gt = b > a[u];                                                      \
+                        a[u] = (vf)((gt & (vi)b) | (~gt & (vi)a[u]));                          \
+                    }                                                                          \
+                }                                                                              \
+            memcpy(m + c0, a, sizeof a);                                                       \
+        }                                                                                      \
+        for (int c = c0; c < C; c++) {                                                         \
+            float a = init;                                                                    \
+            for (int y = hs; y < he; y++)                                                      \
+                for (int x = ws; x < we; x++) {                                                \
+                    const float v = f[((size_t)y * W + x) * C + c];                            \
+                    if (v > a) a = v;                                                          \
+                }                                                                              \
+            m[c] = a;                                                                          \
+        }                                                                                      \
+    }
+
+DEFINE_POOL_KERNEL(pool_kernel_sse, , 4)
+#ifdef HAVE_AVX2_KERNEL
+DEFINE_POOL_KERNEL(pool_kernel_avx2, __attribute__((target("avx2"))), 8)
+#endif
+
+static void pool_one(const job *j, int r, int avx2) {
     const fr_roi_params *p = j->p;
     const int H = j->H, W = j->W, C = j->C, out = p->out;
     const int s = p->stride > 1 ? p->stride : 1, so = fr_roi_out_side(p);
@@ -245,6 +288,7 @@ static void pool_one(const job *j, int r) {
     const int rw = ew - sw + 1 > 1 ? ew - sw + 1 : 1, rh = eh - sh + 1 > 1 ? eh - sh + 1 : 1;
     const float bh = (float)rh / (float)out, bw = (float)rw / (float)out;
     float *o = j->out + (size_t)r * so * so * C;
+    (void)avx2;
     for (int oy = 0; oy < so; oy++) {
         const int ph = oy * s;
         int hs = (int)floorf((float)ph * bh), he = (int)ceilf((float)(ph + 1) * bh);
@@ -255,23 +299,14 @@ static void pool_one(const job *j, int r) {
             int ws = (int)floorf((float)pw * bw), we = (int)ceilf((float)(pw + 1) * bw);
             ws = ws + sw < 0 ? 0 : (ws + sw > W ? W : ws + sw);
             we = we + sw < 0 ? 0 : (we + sw > W ? W : we + sw);
-            const int empty = he <= hs || we <= ws;
             float *m = o + ((size_t)oy * so + ox) * C;
-            const float init = empty ? 0.0f : -FLT_MAX;
-            for (int c = 0; c < C; c++) m[c] = init;
-            for (int y = hs; y < he; y++) {
-                for (int x = ws; x < we; x++) {
-                    const float *v = j->feat + ((size_t)y * W + x) * C;
-                    int c = 0;
-                    for (; c + 4 <= C; c += 4) {
-                        v4f a = ld(v + c), b = ld(m + c);
-                        v4i gt = a > b; // (value > maxval) keeps NaN out, as the kernel does
-                        st(m + c, (v4f)((gt & (v4i)a) | (~gt & (v4i)b)));
-                    }
-                    for (; c < C; c++)
-                        if (v[c] > m[c]) m[c] = v[c];
-                }
+#ifdef HAVE_AVX2_KERNEL
+            if (avx2) {
+                pool_kernel_avx2(j->feat, W, C, hs, he, ws, we, m);
+                continue;
             }
+#endif
+            pool_kernel_sse(j->feat, W, C, hs, he, ws, we, m);
         }
     }
 }
@@ -288,7 +323,7 @@ static void *worker(void *arg) {
     for (;;) {
         int r = atomic_fetch_add(&j->next, 1);
         if (r >= j->R) break;
-        if (j->p->op == FR_ROI_POOL) pool_one(j, r);
+        if (j->p->op == FR_ROI_POOL) pool_one(j, r, avx2);
         else align_one(j, r, w->scratch, avx2);
     }
     return NULL;
