@@ -944,6 +944,58 @@ TEST(test_jpeg_short_scan) {
     free(b);
 }
 
+// A well-formed baseline JPEG whose DC differences add up past INT_MAX (16384 x 280 grey, every
+// block +32767): signed overflow in stb 2.27's DC predictor, made defined (wrapv) in image_stb.c.
+// Must decode (garbage pixels) without a sanitizer report.
+TEST(test_jpeg_dc_overflow) {
+    buf o = {0};
+    static const unsigned char head[] = {
+        0xFF, 0xD8,                                            // SOI
+        0xFF, 0xDB, 0x00, 0x43, 0x00,                          // DQT 8-bit table 0 (64 ones)
+    };
+    put(&o, head, sizeof head);
+    for (int i = 0; i < 64; i++) put(&o, "\x01", 1);
+    static const unsigned char sof[] = {0xFF, 0xC0, 0x00, 0x0B, 8, 280 >> 8, 280 & 255, 0x40, 0x00,
+                                        1, 1, 0x11, 0};
+    put(&o, sof, sizeof sof);
+    // DHT: DC table 0 = {15: '0'}, AC table 0 = {EOB: '0'}
+    unsigned char dht[4 + 2 * 18] = {0xFF, 0xC4, 0x00, 2 + 2 * 18};
+    dht[4] = 0x00, dht[5] = 1, dht[21] = 15;
+    dht[22] = 0x10, dht[23] = 1, dht[39] = 0;
+    put(&o, dht, sizeof dht);
+    static const unsigned char sos[] = {0xFF, 0xDA, 0x00, 0x08, 1, 1, 0x00, 0, 63, 0};
+    put(&o, sos, sizeof sos);
+    // 71680 blocks of 17 bits: '0' (DC size 15), 15 ones (+32767), '0' (EOB)
+    uint32_t acc = 0;
+    int nb = 0;
+    for (int blk = 0; blk < 2048 * 35; blk++) {
+        for (int bit = 0; bit < 17; bit++) {
+            acc = acc << 1 | (unsigned)(bit >= 1 && bit <= 15);
+            if (++nb == 8) {
+                unsigned char byte = (unsigned char)acc;
+                put(&o, &byte, 1);
+                if (byte == 0xFF) put(&o, "\0", 1);
+                acc = 0, nb = 0;
+            }
+        }
+    }
+    if (nb) {
+        unsigned char byte = (unsigned char)(acc << (8 - nb) | ((1u << (8 - nb)) - 1));
+        put(&o, &byte, 1);
+        if (byte == 0xFF) put(&o, "\0", 1);
+    }
+    put(&o, "\xFF\xD9", 2);
+    fr_image img;
+    fr_err e = {0};
+    fr_status rc = fr_image_decode(&img, o.b, o.n, NULL, 1, &e);
+    CHECKF(rc == FR_OK, "%s", e.msg);
+    if (rc == FR_OK) {
+        CHECK(img.w == 16384 && img.h == 280);
+        fr_image_free(&img);
+    }
+    free(o.b);
+}
+
 // ---- I12, I13, I14: colour conversions -----------------------------------------------------
 
 TEST(test_colour_fixtures) {
@@ -1511,6 +1563,7 @@ int main(void) {
     RUN(test_jpeg_dht);
     RUN(test_jpeg_structure);
     RUN(test_jpeg_short_scan);
+    RUN(test_jpeg_dc_overflow);
     RUN(test_colour_fixtures);
     RUN(test_colour_constructed);
     RUN(test_jpeg_vs_pil);
