@@ -218,8 +218,8 @@ fr_status fr_voc_score_class(int num_images, const int *gt_start, const fr_voc_g
                              fr_voc_class_result *r, fr_err *err);
 void fr_voc_class_result_free(fr_voc_class_result *r);
 
-// voc_ap(rec, prec, use_07_metric=True) and (False), for n points. AP10 needs n + 2 doubles
-// of scratch: FR_ERR_NOMEM.
+// voc_ap(rec, prec, use_07_metric=True) and (False), for n points. AP10 allocates 3(n + 2)
+// doubles of scratch: FR_ERR_NOMEM, FR_ERR_TOO_LARGE when that size overflows.
 double fr_voc_ap07(const double *rec, const double *prec, size_t n);
 fr_status fr_voc_ap10(const double *rec, const double *prec, size_t n, double *ap, fr_err *err);
 // np.argsort(v) with numpy's default kind (see the top of this file): idx gets n indices.
