@@ -7,6 +7,9 @@
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -21,7 +24,7 @@ void fr_roi_params_from_config(const fr_config *cfg, fr_roi_params *p) {
     p->sampling_ratio = cfg->sampling_ratio;
     p->aligned = cfg->aligned;
     p->stride = 1;
-    p->threads = 1;
+    p->threads = 0;
 }
 
 typedef float v4f __attribute__((vector_size(16)));
@@ -360,7 +363,11 @@ fr_status fr_roi_extract(const fr_roi_params *p, const fr_tensor *feat, const fl
              .boxes = boxes, .R = R, .out = out};
     atomic_init(&j.next, 0);
     enum { MAX_THREADS = 64 };
-    int nth = p->threads > 1 ? p->threads : 1;
+    int nth = p->threads;
+#ifdef _OPENMP
+    if (nth <= 0) nth = omp_in_parallel() ? 1 : omp_get_max_threads();
+#endif
+    if (nth < 1) nth = 1;
     if (nth > MAX_THREADS) nth = MAX_THREADS;
     if (nth > R) nth = R;
     size_t per = 0;
@@ -377,16 +384,23 @@ fr_status fr_roi_extract(const fr_roi_params *p, const fr_tensor *feat, const fl
             return fr_fail(err, FR_ERR_NOMEM, "roi: out of memory (%d samples per bin side)",
                            j.max_g);
     }
-    pthread_t th[MAX_THREADS];
     worker_arg wa[MAX_THREADS];
-    int started = 0;
     for (int t = 0; t < nth; t++) wa[t] = (worker_arg){&j, j.scratch ? j.scratch + t * per : NULL};
+#ifdef _OPENMP
+    // The engine's OpenMP pool (shared with OpenBLAS); fewer threads than asked is fine: every
+    // worker takes RoIs until none are left.
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    worker(&wa[omp_get_thread_num()]);
+#else
+    pthread_t th[MAX_THREADS];
+    int started = 0;
     for (int t = 1; t < nth; t++) {
         if (pthread_create(&th[t], NULL, worker, &wa[t]) != 0) break; // the rest runs here
         started = t;
     }
     worker(&wa[0]);
     for (int t = 1; t <= started; t++) pthread_join(th[t], NULL);
+#endif
     fr_free(j.scratch);
     return FR_OK;
 }

@@ -22,8 +22,11 @@
 // 1 x 1 convolution with that stride reads (detectron2's res5 with STRIDE_IN_1X1 reads every
 // other bin of the 14 x 14 grid: so = 7). Those bins are bit-identical to the full output's.
 //
-// Threads: with threads > 1 the RoIs are shared out between that many threads (the caller's
-// thread plus threads - 1 started and joined inside the call).
+// Threads: the RoIs are shared out between `threads` threads: an OpenMP team when built with
+// -fopenmp (the pool OpenBLAS uses too), else the caller's thread plus threads - 1 pthreads
+// started and joined inside the call. threads <= 0: OpenMP's current team size
+// (omp_get_max_threads(), so omp_set_num_threads() governs it; 1 inside a parallel region or
+// without OpenMP).
 #ifndef FR_ROI_H
 #define FR_ROI_H
 
@@ -40,7 +43,7 @@ typedef struct {
     int sampling_ratio;    // RoIAlign: samples per bin side; <= 0: adaptive ceil(extent/out)
     int aligned;           // RoIAlign: 1 = half-pixel shift (detectron2 ROIAlignV2)
     int stride;            // 1: all out x out bins; s > 1: bins 0, s, 2s, .. each way
-    int threads;           // threads to use (<= 1: the calling thread only)
+    int threads;           // threads to use; 1: the calling thread only; <= 0: OpenMP's setting
 } fr_roi_params;
 
 // Output side: ceil(out / stride).
@@ -49,7 +52,7 @@ static inline int fr_roi_out_side(const fr_roi_params *p) {
     return (p->out + s - 1) / s;
 }
 
-// Fills p from the config's "roi" section (stride 1, threads 1).
+// Fills p from the config's "roi" section (stride 1, threads 0).
 void fr_roi_params_from_config(const fr_config *cfg, fr_roi_params *p);
 
 // Pools R boxes into out. Errors (FR_ERR_INVALID, message names the value): bad parameters,
