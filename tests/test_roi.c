@@ -270,6 +270,12 @@ TEST(test_bad_inputs) {
     float huge[4] = {0, 0, 3e9f, 3};
     CHECK(fr_roi_extract(&p, &t, huge, 1, out, &e) == FR_ERR_INVALID);
     CHECK(fr_roi_extract(&p, &t, box, -1, out, &e) == FR_ERR_INVALID);
+    q = p;
+    q.spatial_scale = 1000.0f;
+    q.out = 1;
+    float big[4] = {0, 0, 90000, 90000};
+    CHECK(fr_roi_extract(&q, &t, big, 1, out, &e) == FR_ERR_INVALID);
+    CHECK(strstr(e.msg, "samples") != NULL);
 }
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #define MAX_OUT 1024
+#define MAX_SAMPLES 4096 // RoIAlign samples per bin side
 
 void fr_roi_params_from_config(const fr_config *cfg, fr_roi_params *p) {
     memset(p, 0, sizeof *p);
@@ -378,6 +379,10 @@ fr_status fr_roi_extract(const fr_roi_params *p, const fr_tensor *feat, const fl
             if (g.gh > j.max_g) j.max_g = g.gh;
             if (g.gw > j.max_g) j.max_g = g.gw;
         }
+        if (j.max_g > MAX_SAMPLES)
+            return fr_fail(err, FR_ERR_INVALID,
+                           "roi: a box needs %d samples per bin side (limit %d): box or "
+                           "spatial_scale too large", j.max_g, MAX_SAMPLES);
         per = 2 * (size_t)fr_roi_out_side(p) * (size_t)(j.max_g > 0 ? j.max_g : 1);
         j.scratch = fr_malloc((size_t)nth * per * sizeof(axis_sample));
         if (!j.scratch)

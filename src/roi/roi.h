@@ -57,8 +57,8 @@ void fr_roi_params_from_config(const fr_config *cfg, fr_roi_params *p);
 
 // Pools R boxes into out. Errors (FR_ERR_INVALID, message names the value): bad parameters,
 // feat not (1, H, W, C) with H, W, C >= 1, a box with a non-finite coordinate or one beyond
-// FR_ROI_MAX_COORD (proposals are clipped to the image; the limit keeps the adaptive sample
-// count bounded). R == 0 is fine (nothing written). A thread that cannot be started is not an
+// FR_ROI_MAX_COORD, or a box needing more than 4096 RoIAlign samples per bin side (proposals
+// are clipped to the image; the limits keep the work bounded). FR_ERR_NOMEM (scratch). R == 0 is fine (nothing written). A thread that cannot be started is not an
 // error: the calling thread does its share.
 fr_status fr_roi_extract(const fr_roi_params *p, const fr_tensor *feat, const float *boxes,
                          int R, float *out, fr_err *err);
