@@ -234,11 +234,33 @@ TEST(test_bad_inputs_and_alloc_failures) {
     fr_config_free(&cfg);
 }
 
+// A 1 x 1 image (bad-inputs row I5): no crash, a valid (possibly empty) result.
+TEST(test_tiny_image) {
+    const char *cfgs[2] = {"configs/detectron2_R101_C4_coco.json", "configs/pyfrcnn_res101_voc.json"};
+    for (int f = 0; f < 2; f++) {
+        fr_config cfg;
+        CHECK(load_cfg(&cfg, cfgs[f]));
+        float obj[30], del[60], boxes[1000 * 4], scores[1000];
+        for (int i = 0; i < 30; i++) obj[i] = (float)i / 7;
+        for (int i = 0; i < 60; i++) del[i] = (float)(i % 5) / 10;
+        const int A = f ? 9 : 15;
+        fr_rpn_input in = {1, 1, obj, f ? 2 * A : A, del, 4 * A, 1, 1, f ? 600.0 : 800.0};
+        int n = -1;
+        fr_err e = {0};
+        CHECK(fr_rpn_proposals(&cfg, &in, boxes, scores, &n, &e) == FR_OK);
+        CHECK(n >= 0 && n <= A);
+        for (int i = 0; i < n; i++)
+            CHECK(boxes[4 * i] >= 0 && boxes[4 * i + 2] <= 1 && boxes[4 * i + 1] >= 0 && boxes[4 * i + 3] <= 1);
+        fr_config_free(&cfg);
+    }
+}
+
 int main(void) {
     RUN(test_cell_anchors);
     RUN(test_detectron2_proposals);
     RUN(test_pyfrcnn_proposals);
     RUN(test_bad_inputs_and_alloc_failures);
+    RUN(test_tiny_image);
     if (g_fx_open) fr_st_close(&g_fx);
     return harness_done(__FILE__);
 }

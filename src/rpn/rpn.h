@@ -69,7 +69,7 @@ typedef struct {
 // Selects proposals. boxes (capacity cfg->post_nms_topk * 4 floats) and scores (capacity
 // cfg->post_nms_topk) receive *n <= post_nms_topk proposals, best first.
 // Errors: FR_ERR_INVALID (bad sizes or strides, with the value), FR_ERR_NOMEM (scratch).
-// Scratch: about 40 bytes per anchor, allocated and freed inside.
+// Scratch: about 60 bytes per anchor (plus the NMS's), allocated and freed inside.
 fr_status fr_rpn_proposals(const fr_config *cfg, const fr_rpn_input *in, float *boxes,
                            float *scores, int *n, fr_err *err);
 
