@@ -28,18 +28,6 @@ void fr_roi_params_from_config(const fr_config *cfg, fr_roi_params *p) {
     p->threads = 0;
 }
 
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-
-static inline v4f ld(const float *p) {
-    v4f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline void st(float *p, v4f v) { memcpy(p, &v, sizeof v); }
-static inline v4f splat(float x) { return (v4f){x, x, x, x}; }
-
-
 // One bilinear sample of an RoIAlign bin along one axis.
 typedef struct {
     int valid;    // inside [-1, size]
