@@ -2,12 +2,17 @@
 //
 //   node tools/bench_ort.js --model FILE.onnx --input NAME=FILE.f32:D0,D1,... [--input ...]
 //                           [--threads N] [--runs N] [--warmup N] [--json OUT]
+//                           [--check NAME=FILE.f32]...
 //
 // Each input is a raw little-endian float32 file whose size must be exactly the product of the
 // dims times 4 (tools/bench_peers.py writes them from the PyTorch reference's own tensors).
+// --check compares the first n values of output NAME with the n float32 values of FILE (the
+// reference's own output, or its first rows) and fails when the largest difference exceeds
+// 1e-3 of the largest reference magnitude (plus 1e-4): the timed graph computes the right thing.
 // The session uses N intra-op threads, 1 inter-op thread, sequential execution and every graph
 // optimisation. Reports the session creation time, every run's time and the best run (ms);
-// --json writes {"model", "ort_version", "threads", "load_ms", "runs_ms", "best_ms", "outputs"}.
+// --json writes {"model", "ort_version", "threads", "load_ms", "runs_ms", "best_ms", "outputs",
+// "checks": {NAME: {"n", "max_abs_diff", "max_abs_ref"}}}.
 // onnxruntime-node is looked up in the normal places, then in $BENCH_NODE_DIR/node_modules and
 // build/node/node_modules (tools/bench.sh installs it there with npm --ignore-scripts).
 // Exit status 0 on success, 1 on failure with a one-line message on stderr, 2 on bad usage.
@@ -19,7 +24,7 @@ const path = require('path');
 function usage(msg) {
     if (msg) process.stderr.write('bench_ort: ' + msg + '\n');
     process.stderr.write('usage: node tools/bench_ort.js --model FILE.onnx --input NAME=FILE.f32:D0,D1,.. ' +
-                         '[--threads N] [--runs N] [--warmup N] [--json OUT]\n');
+                         '[--threads N] [--runs N] [--warmup N] [--json OUT] [--check NAME=FILE.f32]\n');
     process.exit(2);
 }
 
@@ -36,13 +41,13 @@ function intArg(name, v, lo, hi) {
 }
 
 function parseArgs(argv) {
-    const a = {model: null, inputs: [], threads: 2, runs: 1, warmup: 1, json: null};
+    const a = {model: null, inputs: [], checks: [], threads: 2, runs: 1, warmup: 1, json: null};
     for (let i = 0; i < argv.length; i++) {
         const k = argv[i];
         const v = argv[i + 1];
         if (k === '--help' || k === '-h') {
             process.stdout.write('usage: node tools/bench_ort.js --model FILE.onnx --input NAME=FILE.f32:D0,D1,.. ' +
-                                 '[--threads N] [--runs N] [--warmup N] [--json OUT]\n');
+                                 '[--threads N] [--runs N] [--warmup N] [--json OUT] [--check NAME=FILE.f32]\n');
             process.exit(0);
         }
         if (v === undefined) usage('option ' + k + ' needs a value');
@@ -52,7 +57,11 @@ function parseArgs(argv) {
         else if (k === '--runs') a.runs = intArg(k, v, 1, 1000);
         else if (k === '--warmup') a.warmup = intArg(k, v, 0, 1000);
         else if (k === '--json') a.json = v;
-        else if (k === '--input') {
+        else if (k === '--check') {
+            const m = /^([A-Za-z0-9_.:-]+?)=(.+)$/.exec(v);
+            if (!m) usage('--check wants NAME=FILE');
+            a.checks.push({name: m[1], file: m[2]});
+        } else if (k === '--input') {
             const m = /^([A-Za-z0-9_.:-]+?)=(.+):([0-9]+(?:,[0-9]+)*)$/.exec(v);
             if (!m) usage('--input wants NAME=FILE:D0,D1,..');
             const dims = m[3].split(',').map(Number);
@@ -124,6 +133,7 @@ async function main() {
         if (!(name in feeds)) fail(a.model + ': graph input "' + name + '" not given (--input ' + name + '=...)');
     const times = [];
     let outputs = {};
+    let last = null;
     for (let k = 0; k < a.warmup + a.runs; k++) {
         t0 = process.hrtime.bigint();
         let res;
@@ -136,6 +146,31 @@ async function main() {
         if (k >= a.warmup) times.push(ms);
         outputs = {};
         for (const name of Object.keys(res)) outputs[name] = res[name].dims;
+        last = res;
+    }
+    const checks = {};
+    for (const c of a.checks) {
+        if (!last[c.name]) fail('--check: no output "' + c.name + '"');
+        const got = last[c.name].data;
+        let buf;
+        try {
+            buf = fs.readFileSync(c.file);
+        } catch (e) {
+            fail(c.file + ': ' + e.message);
+        }
+        const n = Math.floor(buf.length / 4);
+        if (buf.length % 4 || n < 1 || n > got.length)
+            fail(c.file + ': ' + buf.length + ' bytes, want 4..' + got.length * 4 + ' (a multiple of 4)');
+        let diff = 0;
+        let ref = 0;
+        for (let i = 0; i < n; i++) {
+            const r = buf.readFloatLE(i * 4);
+            ref = Math.max(ref, Math.abs(r));
+            diff = Math.max(diff, Math.abs(r - got[i]));
+        }
+        if (!(diff <= 1e-3 * ref + 1e-4))
+            fail(c.name + ' differs from ' + c.file + ': max |diff| ' + diff + ', max |ref| ' + ref);
+        checks[c.name] = {n: n, max_abs_diff: diff, max_abs_ref: ref};
     }
     const out = {
         model: a.model,
@@ -146,9 +181,15 @@ async function main() {
         runs_ms: times,
         best_ms: Math.min(...times),
         outputs: outputs,
+        checks: checks,
     };
     process.stdout.write(path.basename(a.model) + ': ORT ' + version + ', ' + a.threads + ' threads, load ' +
-                         loadMs.toFixed(0) + ' ms, best of ' + a.runs + ' runs ' + out.best_ms.toFixed(1) + ' ms\n');
+                         loadMs.toFixed(0) + ' ms, best of ' + a.runs + ' runs ' + out.best_ms.toFixed(1) + ' ms' +
+                         Object.keys(checks)
+                             .map((k) => ', ' + k + ' max |diff| ' + checks[k].max_abs_diff.toExponential(1) + ' of ' +
+                                         checks[k].max_abs_ref.toExponential(1))
+                             .join('') +
+                         '\n');
     if (a.json) {
         try {
             fs.writeFileSync(a.json, JSON.stringify(out, null, 1) + '\n');

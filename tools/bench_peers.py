@@ -296,12 +296,20 @@ def worker_best(args):
     bb, r5 = bb.to(memory_format=cl), r5.to(memory_format=cl)
     S = det.cfg["roi"]["output_size"]
     cin = r5.blocks[0].conv1.conv.in_channels
+    # The legacy graph executor optimises on the first call; the profiling one would re-plan on
+    # the second (its CPU fuser is off, so both run the same frozen graph).
+    torch._C._jit_set_profiling_executor(False)
     t = time.perf_counter()
     with torch.no_grad():
         # traced on small inputs (the graphs have no shape-dependent ops), then frozen: BN folded
         opt = torch.jit.optimize_for_inference if args.jit == "optimize" else torch.jit.freeze
-        bbj = opt(torch.jit.trace(bb, torch.zeros(1, 3, 64, 64).contiguous(memory_format=cl)).eval())
-        r5j = opt(torch.jit.trace(r5, torch.zeros(2, cin, S, S).contiguous(memory_format=cl)).eval())
+        # (check_trace off: it re-runs and compares the trace, 8x the tracing time; the detections
+        # are compared with eager's instead)
+        def jit(m, example):
+            return opt(torch.jit.trace(m, example.contiguous(memory_format=cl), check_trace=False).eval())
+
+        bbj = jit(bb, torch.zeros(1, 3, 64, 64))
+        r5j = jit(r5, torch.zeros(2, cin, S, S))
     del bb, r5
     prep = (time.perf_counter() - t) * 1e3
     r = _timed(torch, lambda: _best_once(torch, det, bbj, r5j, img), args.warmup, args.runs)
@@ -316,8 +324,10 @@ def _model_key(path):
 
 
 def worker_export(args):
-    """Writes image.f32 and rois.f32 (the reference's own tensors) into --dir and the two ONNX
-    graphs when the cached ones do not match the model file and setting."""
+    """Writes image.f32 and rois.f32 (the reference's own tensors: network input, RoIAlign
+    output), objectness.f32 and pooled.f32 (the reference's outputs: RPN objectness logits, res5
+    head output of the first 8 RoIs) into --dir, and the two ONNX graphs when the cached ones do
+    not match the model file and setting."""
     torch, ref = _torch_setup(args.threads)
     det, img, p = _load(ref, args)
     bb, r5 = _modules(torch, det)
@@ -332,10 +342,13 @@ def worker_export(args):
         # fixed batch of P RoIs: repeat the proposals when the RPN kept fewer than P
         props = props[torch.arange(p) % n]
         feats = det.roi_features(res4, props).contiguous()
-        del res4, obj, dl
+        head = r5(feats[:8])  # reference output of the first RoIs, for bench_ort.js --check
+        del res4, dl
     os.makedirs(args.dir, exist_ok=True)
     x.numpy().tofile(os.path.join(args.dir, "image.f32"))
     feats.numpy().tofile(os.path.join(args.dir, "rois.f32"))
+    obj.contiguous().numpy().tofile(os.path.join(args.dir, "objectness.f32"))
+    head.contiguous().numpy().tofile(os.path.join(args.dir, "pooled.f32"))
     key = dict(_model_key(args.model), setting=args.setting, torch=torch.__version__, opset=13)
     stamp = os.path.join(args.dir, "stamp.json")
     try:
@@ -363,6 +376,7 @@ def worker_export(args):
         "rois_dims": list(feats.shape),
         "export_ms": (time.perf_counter() - t) * 1e3,
         "cached": cached,
+        "torch": torch.__version__,
     }
 
 
@@ -418,18 +432,18 @@ def ort_measure(args, setting):
     js = os.path.join(HERE, "bench_ort.js")
     res = {"stages": {}, "peak_rss_mb_graphs": {}, "export": ex}
     graphs = [
-        ("backbone_rpn_head", "backbone_rpn.onnx", "image", "image.f32", ex["image_dims"]),
-        ("res5", "res5.onnx", "rois", "rois.f32", ex["rois_dims"]),
+        ("backbone_rpn_head", "backbone_rpn.onnx", "image", "image.f32", ex["image_dims"], "objectness"),
+        ("res5", "res5.onnx", "rois", "rois.f32", ex["rois_dims"], "pooled"),
     ]
     try:
-        for stage, onnx, iname, ifile, dims in graphs:
+        for stage, onnx, iname, ifile, dims, check in graphs:
             out = os.path.join(d, stage + ".json")
             if os.path.exists(out):
                 os.unlink(out)
             cmd = [args.node, js, "--model", os.path.join(d, onnx),
                    "--input", "%s=%s:%s" % (iname, os.path.join(d, ifile), ",".join(map(str, dims))),
                    "--threads", str(args.threads), "--runs", str(args.runs), "--warmup", str(args.warmup),
-                   "--json", out]
+                   "--check", "%s=%s" % (check, os.path.join(d, check + ".f32")), "--json", out]
             rc, rss, wall, err = run_child(cmd, child_env(args.threads))
             if rc != 0:
                 return {"error": "bench_ort.js on %s failed (exit %d)%s" % (onnx, rc, ": " + err if err else "")}
@@ -437,9 +451,10 @@ def ort_measure(args, setting):
                 r = json.load(f)
             res["stages"][stage] = r["best_ms"]
             res["peak_rss_mb_graphs"][stage] = rss
+            res.setdefault("checks", {}).update(r.get("checks", {}))
             res["ort_version"] = r.get("ort_version")
     finally:
-        for n in ("image.f32", "rois.f32"):
+        for n in ("image.f32", "rois.f32", "objectness.f32", "pooled.f32"):
             if os.path.exists(os.path.join(d, n)):
                 os.unlink(os.path.join(d, n))
     res["total_ms"] = sum(res["stages"].values())
@@ -484,6 +499,13 @@ def print_peers(doc):
                 r["peak_rss_mb_graphs"].get("backbone_rpn_head", 0), r["peak_rss_mb_graphs"].get("res5", 0))
             print("%-15s %-16s %s %s %9s" % (name, label, " ".join(fmt(c) for c in cols), fmt(r["total_ms"]), rs))
             name = ""
+        e, b = s.get("eager", {}), s.get("best", {})
+        if "top_scores" in e and "top_scores" in b and (
+            e["detections"] != b["detections"]
+            or any(abs(x - y) > 1e-3 for x, y in zip(e["top_scores"], b["top_scores"]))
+        ):
+            print("%-15s WARNING: jit+CL detections differ from eager: %d %s vs %d %s" % (
+                "", b["detections"], b["top_scores"], e["detections"], e["top_scores"]))
         if s.get("eager", {}).get("proposals") not in (None, s["proposals"]):
             print("%-15s note: the RPN kept %d of %d proposals" % ("", s["eager"]["proposals"], s["proposals"]))
     print("jit+CL: backbone column = backbone + RPN head convs (one frozen module), RPN column = proposals.")
@@ -520,6 +542,7 @@ def orchestrate(args):
                 print("bench_peers: %s, ONNX Runtime ..." % s, flush=True)
                 e["ort"] = ort_measure(args, s)
                 doc["ort"] = doc["ort"] or e["ort"].get("ort_version")
+                doc["torch"] = doc["torch"] or e["ort"].get("export", {}).get("torch")
         doc["settings"].append(e)
         if args.json:  # written after each setting so a later failure keeps what was measured
             with open(args.json, "w") as f:
