@@ -181,18 +181,21 @@ run_test() {
   command -v python3 >/dev/null 2>&1 || need_pkgs python3
   container=frcnn-test-$$
   tmp=$(mktemp -d)
+  # the restrictions of deploy/deployment.yaml's securityContext
+  harden="--read-only --cap-drop ALL --security-opt no-new-privileges"
   if [ $private = 1 ]; then
     port=$(free_port)
     if [ "$port" = 8080 ]; then
-      $DOCKER run -d --name "$container" --network host --health-interval 2s "$IMAGE" \
+      $DOCKER run -d --name "$container" $harden --network host --health-interval 2s "$IMAGE" \
         -m /models/demo.safetensors --host 127.0.0.1 >/dev/null
     else # the image's HEALTHCHECK probes port 8080, which is taken here
-      $DOCKER run -d --name "$container" --network host --health-interval 2s \
+      $DOCKER run -d --name "$container" $harden --network host --health-interval 2s \
         --health-cmd "/usr/local/bin/frcnn serve --healthcheck http://127.0.0.1:$port/healthz" \
         "$IMAGE" -m /models/demo.safetensors --host 127.0.0.1 --port "$port" >/dev/null
     fi
   else
-    $DOCKER run -d --name "$container" -p 127.0.0.1::8080 --health-interval 2s "$IMAGE" >/dev/null
+    $DOCKER run -d --name "$container" $harden -p 127.0.0.1::8080 --health-interval 2s "$IMAGE" \
+      >/dev/null
     port=$($DOCKER port "$container" 8080/tcp | head -n 1 | sed 's/.*://')
   fi
   url=http://127.0.0.1:$port
