@@ -9,10 +9,12 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -420,6 +422,17 @@ TEST(test_foreign_out_dir) {
     CHECK(run(&ds, out, 1, 0, 0, &fk, "m", NULL, &rep, &e) == FR_ERR_INVALID);
     CHECK(strstr(e.msg, "without a progress.txt") != NULL && fk.calls == 0);
     CHECK(run(&ds, out, 0, 4, 3, &fk, "m", NULL, &rep, &e) == FR_ERR_INVALID);
+    // one writer per directory: a second process (here another lock holder) is refused
+    char busy[300], lock[400];
+    path(busy, sizeof busy, g_tmp, "busy");
+    mkdir(busy, 0777);
+    path(lock, sizeof lock, busy, ".frcnn-eval.lock");
+    int fd = open(lock, O_RDWR | O_CREAT, 0666);
+    CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0);
+    CHECK(run(&ds, busy, 0, 0, 0, &fk, "m", NULL, &rep, &e) == FR_ERR_INVALID);
+    CHECK(strstr(e.msg, "another frcnn eval") != NULL && fk.calls == 0);
+    close(fd);
+    CHECK(run(&ds, busy, 0, 0, 0, &fk, "m", NULL, &rep, &e) == FR_OK && rep.complete);
     fr_voc_dataset_free(&ds);
 }
 

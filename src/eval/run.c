@@ -17,16 +17,19 @@
 #include "voc_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define PROGRESS "progress.txt"
+#define LOCKFILE ".frcnn-eval.lock" // flock'ed while a process writes the directory
 #define PROGRESS_CAP ((size_t)1 << 31)
 
 enum { ST_NONE, ST_OK, ST_FAILED };
@@ -304,6 +307,30 @@ static fr_status ensure_dir(const char *dir, fr_err *err) {
     return FR_OK;
 }
 
+// Takes the directory's lock (released by close or at exit): one writer per directory, so two
+// processes given the same --out cannot interleave their lines. Returns the fd, or -1.
+static int lock_dir(const char *dir, fr_err *err) {
+    char p[4096];
+    if (fr_voc_join(p, sizeof p, dir, LOCKFILE)) {
+        fr_fail(err, FR_ERR_INVALID, "path too long: %s", dir);
+        return -1;
+    }
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        fr_fail(err, FR_ERR_IO, "%s: %s", p, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            fr_fail(err, FR_ERR_INVALID, "another frcnn eval is writing %s", dir);
+        else fr_fail(err, FR_ERR_IO, "%s: lock: %s", p, strerror(e));
+        return -1;
+    }
+    return fd;
+}
+
 // The canonical comp4 files and the "done" journal for the images marked ST_OK in j.
 static fr_status finish(const fr_voc_dataset *ds, const char *const *in_dirs, int nin,
                         const char *out_dir, const journal *j, const hdr *h, fr_err *err) {
@@ -367,13 +394,20 @@ fr_status fr_voc_run(fr_voc_dataset *ds, const fr_voc_run_opts *o, fr_voc_detect
         return fr_fail(err, FR_ERR_INVALID, "bad shard %d/%d (want 1 <= K <= N)", sk, sn);
     fr_status st = ensure_dir(o->out_dir, err);
     if (st != FR_OK) return st;
+    int lockfd = lock_dir(o->out_dir, err);
+    if (lockfd < 0) return err ? err->status : FR_ERR_IO;
     char prog[4096], path[4096];
-    if (fr_voc_join(prog, sizeof prog, o->out_dir, PROGRESS))
+    if (fr_voc_join(prog, sizeof prog, o->out_dir, PROGRESS)) {
+        close(lockfd);
         return fr_fail(err, FR_ERR_INVALID, "path too long: %s", o->out_dir);
+    }
     hdr h;
     hdr_make(&h, ds, sk, sn, o->model_id, o->options_id);
     journal j;
-    if ((st = journal_alloc(&j, n, err)) != FR_OK) return st;
+    if ((st = journal_alloc(&j, n, err)) != FR_OK) {
+        close(lockfd);
+        return st;
+    }
     FILE **files = fr_calloc((size_t)K + 1, sizeof *files);
     unsigned char *touched = fr_calloc((size_t)K + 1, 1);
     fr_voc_buf text = {0};
@@ -545,6 +579,7 @@ done:
     fr_free(touched);
     fr_voc_buf_free(&text);
     journal_free(&j, n);
+    close(lockfd);
     return st;
 }
 
@@ -615,6 +650,7 @@ fr_status fr_voc_merge(fr_voc_dataset *ds, const char *const *dirs, int nd, cons
         journal_free(&all, n);
         return st;
     }
+    int lockfd = -1;
     int *seen = fr_calloc((size_t)nd + 1, sizeof *seen);
     if (!seen) {
         st = fr_fail(err, FR_ERR_NOMEM, "out of memory");
@@ -625,6 +661,10 @@ fr_status fr_voc_merge(fr_voc_dataset *ds, const char *const *dirs, int nd, cons
     char prog[4096];
     char out_real[PATH_MAX], in_real[PATH_MAX];
     if ((st = ensure_dir(out_dir, err)) != FR_OK) goto done;
+    if ((lockfd = lock_dir(out_dir, err)) < 0) {
+        st = err ? err->status : FR_ERR_IO;
+        goto done;
+    }
     if (!realpath(out_dir, out_real)) {
         st = fr_fail(err, FR_ERR_IO, "%s: %s", out_dir, strerror(errno));
         goto done;
@@ -688,6 +728,7 @@ fr_status fr_voc_merge(fr_voc_dataset *ds, const char *const *dirs, int nd, cons
     if ((st = finish(ds, dirs, nd, out_dir, &all, &all.h, err)) != FR_OK) goto done;
     st = apply_failures(ds, &all, err);
 done:
+    if (lockfd >= 0) close(lockfd);
     fr_free(seen);
     journal_free(&one, n);
     journal_free(&all, n);

@@ -341,8 +341,10 @@ typedef struct {
 // recorded are dropped on resume). Images that failed before are retried on resume. When the
 // shard completes, the comp4 files are rewritten in list order (identical to an
 // uninterrupted run) and the progress file marked complete. Detector failures mark the image
-// failed in ds. Errors: FR_ERR_IO (out_dir), FR_ERR_INVALID (out_dir holds a different run,
-// or a run without resume), FR_ERR_NOMEM.
+// failed in ds. One process writes a directory at a time (flock on out_dir/.frcnn-eval.lock).
+// Errors: FR_ERR_IO (out_dir), FR_ERR_INVALID (out_dir holds a different run, a run without
+// resume, comp4 files without a progress file, or another process holds its lock),
+// FR_ERR_NOMEM.
 fr_status fr_voc_run(fr_voc_dataset *ds, const fr_voc_run_opts *o, fr_voc_detect_fn det,
                      void *det_user, fr_voc_run_report *rep, fr_err *err);
 
