@@ -34,11 +34,13 @@ void fr_model_free(fr_model *m) {
     fr_free(m);
 }
 
-// Loads the RPN head, merging objectness and deltas 1x1 convs into one GEMM.
-static fr_status load_rpn(fr_model *m, fr_st_file *f, int c, fr_err *err) {
+// Loads the RPN head, merging objectness and deltas 1x1 convs into one GEMM. The 3x3 conv's
+// width comes from its shape (detectron2: c4; ruotianluo/jwyang res101: 512).
+static fr_status load_rpn(fr_model *m, fr_st_file *f, int c4, fr_err *err) {
     const fr_config *cfg = &m->cfg;
-    fr_status st = fr_conv_load(&m->rpn_conv, f, "proposal_generator.rpn_head.conv", c, c, 3, 1, 1, 0, err);
+    fr_status st = fr_conv_load(&m->rpn_conv, f, "proposal_generator.rpn_head.conv", c4, -1, 3, 1, 1, 0, err);
     if (st) return st;
+    int c = m->rpn_conv.cout;
     int A = cfg->num_sizes * cfg->num_ratios;
     m->num_anchors = A;
     m->obj_ch = cfg->objectness == FR_OBJ_SIGMOID ? A : 2 * A;
