@@ -572,6 +572,29 @@ TEST(test_h17_admission) {
         jobs[i] = (post_job){PORT, body, n, 0, 0, 0};
         pthread_create(&t[i], NULL, post_thread, &jobs[i]);
     }
+    // while the queue is full: a client waiting for "100 Continue" gets the 503 instead,
+    // before sending its body ...
+    tc_sleep(0.15);
+    tc_resp r;
+    tc_conn c = {.fd = tc_connect(PORT)};
+    char h[256];
+    snprintf(h, sizeof h, "POST /v1/detect HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\nContent-Length: %zu\r\nExpect: 100-continue\r\n\r\n", n);
+    tc_sends(c.fd, h);
+    CHECK(tc_read(&c, &r, 2) == 0 && r.status == 503);
+    tc_resp_free(&r);
+    tc_close(&c);
+    // ... and one that sends its body at once gets the 503 after it, on a connection that
+    // stays open (no reset while it is still sending)
+    c.fd = tc_connect(PORT);
+    snprintf(h, sizeof h, "POST /v1/detect HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\nContent-Length: %zu\r\n\r\n", n);
+    tc_sends(c.fd, h);
+    tc_send(c.fd, body, n);
+    CHECK(tc_read(&c, &r, 2) == 0 && r.status == 503);
+    tc_resp_free(&r);
+    tc_sends(c.fd, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    CHECK(tc_read(&c, &r, 2) == 0 && r.status == 200);
+    tc_resp_free(&r);
+    tc_close(&c);
     int ok = 0, busy = 0, other = 0, slow503 = 0, no_retry = 0;
     for (int i = 0; i < 32; i++) {
         pthread_join(t[i], NULL);
@@ -587,7 +610,7 @@ TEST(test_h17_admission) {
     CHECK(no_retry == 0);
     double ok1 = tc_get_metric(PORT, "frcnn_http_requests_total{route=\"/v1/detect\",code=\"200\"}");
     double busy1 = tc_get_metric(PORT, "frcnn_http_requests_total{route=\"/v1/detect\",code=\"503\"}");
-    CHECKF(ok1 - ok0 == ok && busy1 - busy0 == busy, "server %g/%g, client %d/%d", ok1 - ok0, busy1 - busy0, ok, busy);
+    CHECKF(ok1 - ok0 == ok && busy1 - busy0 == busy + 2, "server %g/%g, client %d/%d (+2)", ok1 - ok0, busy1 - busy0, ok, busy);
     CHECK(tc_get_metric(PORT, "frcnn_queue_depth") == 0);
     free(body);
 }

@@ -4,8 +4,9 @@
 // A POST /v1/detect goes through these states:
 //   first call  - route/method, draining/ready, framing guard (catalogue H8), Content-Type,
 //                 Content-Length cap (H5: 413 before any body byte, so no 100 Continue),
-//                 query options, queue-full peek (H17): any failure is answered at once
-//                 and the connection is closed after the answer;
+//                 query options, queue-full peek when the client sent Expect: 100-continue
+//                 (H17): any failure is answered at once and the connection is closed after
+//                 the answer;
 //   upload      - bytes appended under the body cap (H6) and the upload deadline (H14);
 //   end of body - empty body (H3), multipart (M rows), JSON options (J rows), then a queue
 //                 slot is reserved (503 + Retry-After when full), the connection suspended
@@ -243,10 +244,18 @@ static enum MHD_Result detect_start(fr_req *rq, struct MHD_Connection *c) {
     rq->job_status = 0;
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, on_query, rq);
     if (rq->job_status) return queue_error(rq, rq->job_status, rq->err, NULL);
-    fr_queue *q = atomic_load(&srv->queue);
-    int waiting = 0;
-    fr_queue_stats(q, &waiting, NULL);
-    if (waiting >= srv->opts.queue) return queue_error(rq, 503, "server is busy", NULL);
+    // A full queue is answered before the body only when the client waits for "100
+    // Continue" (then nothing is in flight and the connection stays clean). Otherwise the
+    // body is read and admission is decided at its end: answering early would make the
+    // server close while the client still sends, and the client may then see a reset
+    // instead of the 503 (and lose its keep-alive connection).
+    const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+    if (expect && !strcasecmp(expect, "100-continue")) {
+        fr_queue *q = atomic_load(&srv->queue);
+        int waiting = 0;
+        fr_queue_stats(q, &waiting, NULL);
+        if (waiting >= srv->opts.queue) return queue_error(rq, 503, "server is busy", NULL);
+    }
     fr_body_init(&rq->body, srv->opts.max_body);
     if (cl > 0) { // one allocation for bodies up to 4 MB, doubling after
         s = fr_body_reserve(&rq->body, (size_t)cl < (4u << 20) ? (size_t)cl : (4u << 20), &err);
