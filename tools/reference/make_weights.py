@@ -144,29 +144,44 @@ def pick_bg_bias(logits_list, cfg, planted=()):
     logits_list: [(P, K+1)] before the bias. Returns (bias, [n above per image], gap)."""
     hd = cfg["head"]
     thr = hd["score_thresh"]
+    prep = []
+    for logits in logits_list:
+        bg = 0 if hd["background"] == "first" else logits.shape[1] - 1
+        fg = [c for c in range(logits.shape[1]) if c != bg]
+        z = logits.double()
+        # log score of pair (i, k) = z[i, k] - logaddexp(z[i, bg] + B, logsumexp(z[i, fg]))
+        prep.append((z[:, fg], z[:, bg], torch.logsumexp(z[:, fg], dim=1), bg))
+    lthr = math.log(thr)
+    grid = torch.arange(-10.0, 40.0, 0.05, dtype=torch.float64)
+    # for every image and every B on the grid: the 201 best log scores, in chunks of 50 B values
+    tops = []
+    for zf, zb, lse, _ in prep:
+        cols = []
+        for c0 in range(0, grid.numel(), 50):
+            g = grid[c0 : c0 + 50]
+            den = torch.logaddexp(zb[:, None] + g[None, :], lse[:, None])  # (P, nB)
+            ls = (zf[:, :, None] - den[:, None, :]).reshape(-1, g.numel())
+            cols.append(torch.topk(ls, min(201, ls.shape[0]), dim=0).values)
+        tops.append(torch.cat(cols, dim=1))  # (201, nB)
     best = None
-    for B in np.arange(-10.0, 40.0, 0.05):
+    for j, B in enumerate(grid.tolist()):
         ns, gaps = [], []
-        for logits in logits_list:
-            bg = 0 if hd["background"] == "first" else logits.shape[1] - 1
-            fg = [c for c in range(logits.shape[1]) if c != bg]
-            z = logits.double().clone()
-            z[:, bg] += B
-            s = torch.softmax(z, dim=1)[:, fg].reshape(-1)
-            top = torch.sort(s, descending=True).values[:200]
-            n = int((top > thr).sum())
+        for top in tops:
+            col = top[:, j]
+            n = int((col > lthr).sum())
             ns.append(n)
-            if n < 1 or n > 100 or n >= top.shape[0]:
+            if n < 1 or n > 100 or n >= col.shape[0]:
                 gaps.append(-1.0)
             else:
-                gaps.append(min(math.log(top[n - 1] / thr), math.log(thr / top[n])))
+                gaps.append(min(float(col[n - 1]) - lthr, lthr - float(col[n])))
         if ns[0] < 3:
             continue
         low = False
         for i, t, col in planted:
-            z = logits_list[i][t].double().clone()
-            z[bg] += B
-            low |= float(torch.softmax(z, dim=0)[col]) < 0.3
+            zf, zb, lse, bg = prep[i]
+            den = float(torch.logaddexp(zb[t] + B, lse[t]))
+            k = col - 1 if bg == 0 else col
+            low |= float(zf[t, k]) - den < math.log(0.3)
         if low:
             continue
         gap = min(gaps)
@@ -276,7 +291,7 @@ def make(cfg, div, seed, calib_paths, log=print):
         det.calib = calib
         det.res5(det.roi_features(res4s[0], props[0][:MAX_CALIB_ROIS]))
         det.calib = None
-        pooled = [det.res5_chunked(det.roi_features(r, pr)) for r, pr in zip(res4s, props)]
+        pooled = [det.pooled_features(r, pr) for r, pr in zip(res4s, props)]
         allp = torch.cat(pooled)
         # 4. predictor. Class logits are random projections of the whitened features (S: the
         # covariance of all calibration RoI features), spread 1 then sharpened 1.5x, so images

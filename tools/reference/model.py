@@ -138,11 +138,27 @@ def cv2_resize_linear(src, fx, fy):
         raise ValueError("resize to an empty image")
     inv_x, inv_y = float(fx), float(fy)
     sx_, sy_ = 1.0 / inv_x, 1.0 / inv_y
-    if sx_ == 2.0 and sy_ == 2.0 and W == 2 * dw and H == 2 * dh:
-        # OpenCV: INTER_LINEAR with integer scale 2 in both axes becomes INTER_AREA (fast path)
-        a = src[0::2, 0::2] + src[0::2, 1::2]
-        b = src[1::2, 0::2] + src[1::2, 1::2]
-        return ((a + b) * np.float32(0.25)).astype(np.float32)
+    if sx_ == 2.0 and sy_ == 2.0:
+        # OpenCV: INTER_LINEAR with scale exactly 2 in both axes becomes INTER_AREA, fast path
+        # (ResizeAreaFast_Invoker): sum of the 2x2 block in row order, times 0.25; a block cut
+        # by the image border is the mean of the pixels it has.
+        out = np.zeros((dh, dw, C), np.float32)
+        ih, iw = min(dh, H // 2), min(dw, W // 2)
+        s = src[: 2 * ih, : 2 * iw]
+        out[:ih, :iw] = (((s[0::2, 0::2] + s[0::2, 1::2]) + s[1::2, 0::2]) + s[1::2, 1::2]) * np.float32(0.25)
+        for y in range(dh):
+            for x in range(dw):
+                if y < ih and x < iw:
+                    continue
+                acc = np.zeros(C, np.float32)
+                n = 0
+                for yy in (2 * y, 2 * y + 1):
+                    for xx in (2 * x, 2 * x + 1):
+                        if yy < H and xx < W:
+                            acc = acc + src[yy, xx]
+                            n += 1
+                out[y, x] = acc / np.float32(n) if n else 0
+        return out
 
     def coeffs(n_dst, n_src, scale, clamp_frac):
         d = np.arange(n_dst, dtype=np.float64)
@@ -517,11 +533,13 @@ class Detector:
             x = self.bottleneck(x, "roi_heads.res5.%d" % b, s if b == 0 else 1)
         return x.mean(dim=[2, 3])
 
-    def res5_chunked(self, feats, chunk=100):
-        if feats.shape[0] == 0:
-            c = self.t("roi_heads.res5.2.conv3.weight").shape[0]
-            return torch.zeros(0, c)
-        return torch.cat([self.res5(feats[i : i + chunk]) for i in range(0, feats.shape[0], chunk)])
+    def pooled_features(self, res4, boxes, chunk=100):
+        """RoI features then res5 and the mean, [P, C5], computed 100 RoIs at a time."""
+        if boxes.shape[0] == 0:
+            return torch.zeros(0, self.t("roi_heads.res5.2.conv3.weight").shape[0])
+        return torch.cat(
+            [self.res5(self.roi_features(res4, boxes[i : i + chunk])) for i in range(0, boxes.shape[0], chunk)]
+        )
 
     def predictor(self, pooled):
         """(cls_logits [P, K+1], box_deltas [P, 4R])."""
