@@ -231,8 +231,9 @@ void fr_stage_forward(const fr_stage *s, const fr_tensor *in, float *buf[2], flo
 }
 
 void fr_backbone_forward(const fr_backbone *bb, const fr_tensor *img, float *buf[2], float *scratch, fr_tensor *out,
-                         double ms[4]) {
+                         double ms[4], volatile int *part) {
     double t0 = fr_time_ms();
+    if (part) *part = 0;
     fr_tensor s1 = {buf[0], 1, fr_conv_out(&bb->stem, img->h), fr_conv_out(&bb->stem, img->w), bb->stem.cout};
     fr_conv_forward(&bb->stem, img, &s1, NULL, 1, scratch);
     fr_tensor p = {buf[1], 1, fr_maxpool_out(s1.h), fr_maxpool_out(s1.w), s1.c};
@@ -241,6 +242,7 @@ void fr_backbone_forward(const fr_backbone *bb, const fr_tensor *img, float *buf
     fr_tensor cur = p;
     for (int i = 0; i < 3; i++) {
         t0 = fr_time_ms();
+        if (part) *part = i + 1;
         fr_stage_forward(&bb->res[i], &cur, buf, scratch, 0, &cur);
         if (ms) ms[i + 1] = fr_time_ms() - t0;
     }

@@ -67,8 +67,9 @@ void fr_stage_forward(const fr_stage *s, const fr_tensor *in, float *buf[2], flo
 
 // Runs stem + res2..res4 on an input image tensor (1, H, W, 3). buf[0], buf[1] hold `act`
 // floats each, scratch `scratch` floats (fr_backbone_plan). ms[4] (may be NULL) receives the
-// time of stem, res2, res3, res4 in milliseconds. *out (res4) points into buf[0] or buf[1].
+// time of stem, res2, res3, res4 in milliseconds; *part (may be NULL) is set to 0, 1, 2, 3 as
+// each of them starts (for profilers). *out (res4) points into buf[0] or buf[1].
 void fr_backbone_forward(const fr_backbone *bb, const fr_tensor *img, float *buf[2], float *scratch,
-                         fr_tensor *out, double ms[4]);
+                         fr_tensor *out, double ms[4], volatile int *part);
 
 #endif

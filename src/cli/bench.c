@@ -1,5 +1,5 @@
-// bench.c - `frcnn bench`: per-stage time and GFLOP/s of the network beside cblas_sgemm alone
-// on exactly the same GEMM shapes, measured in the same run.
+// bench.c - `frcnn bench`: per-stage time and GFLOP/s of the whole pipeline beside
+// cblas_sgemm alone on exactly the same GEMM shapes, measured in the same run.
 #include "cli.h"
 #include "core/alloc.h"
 #include "core/ops.h"
@@ -9,141 +9,205 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { ST_STEM, ST_RES2, ST_RES3, ST_RES4, ST_COUNT };
-static const char *stage_names[ST_COUNT] = {"stem", "res2", "res3", "res4"};
+#include <sys/resource.h>
 
 typedef struct {
     int m, n, k, stage;
 } shape_t;
 
 typedef struct {
+    fr_session *s;
+    int record;                        // 1: append shapes (warm-up run)
     shape_t *v;
-    int n, cap, stage;
-} shapes_t;
+    int n, cap, oom;
+    double gemm_ms[FR_STAGE_COUNT];    // GEMM time inside the pipeline, per stage
+} prof_t;
 
-static void record(int m, int n, int k, void *user) {
-    shapes_t *s = user;
-    if (s->n == s->cap) {
-        int cap = s->cap ? 2 * s->cap : 256;
-        shape_t *v = fr_realloc(s->v, (size_t)cap * sizeof *v);
-        if (!v) return;
-        s->v = v;
-        s->cap = cap;
+static int cur_stage(const fr_session *s) {
+    return s->stage == FR_STAGE_STEM ? FR_STAGE_STEM + s->bb_part : s->stage;
+}
+
+static void hook(int m, int n, int k, double ms, void *user) {
+    prof_t *p = user;
+    int st = cur_stage(p->s);
+    p->gemm_ms[st] += ms;
+    if (!p->record) return;
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 256;
+        shape_t *v = fr_realloc(p->v, (size_t)cap * sizeof *v);
+        if (!v) {
+            p->oom = 1;
+            return;
+        }
+        p->v = v;
+        p->cap = cap;
     }
-    s->v[s->n++] = (shape_t){m, n, k, s->stage};
+    p->v[p->n++] = (shape_t){m, n, k, st};
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: frcnn bench -m MODEL [--size HxW]... [--runs N]\n"
-               "Times the backbone stages (stem, res2..res4) on an H x W input and cblas_sgemm alone\n"
-               "on the same GEMM shapes in the same run; prints a table per size.\n"
-               "  -m, --model FILE  weights\n"
-               "  --size HxW        network input size (default 800x1333 and 600x1000)\n"
-               "  --runs N          timed runs, the best is reported (default 3)\n");
+    fprintf(f, "usage: frcnn bench -m MODEL [--image IMG] [--setting HxW/P]... [--runs N] [--json FILE]\n"
+               "Times every stage of detection on an H x W network input with P proposals, and\n"
+               "cblas_sgemm alone on the same GEMM shapes in the same run; prints a table per setting.\n"
+               "  -m, --model FILE    weights\n"
+               "  --image IMG         photo to run on, stretched to W x H (default darknet's dog.jpg)\n"
+               "  --setting HxW/P     default 800x1333/1000 and 600x1000/300\n"
+               "  --runs N            timed runs, the best is reported (default 3)\n"
+               "  --json FILE         also write the figures as JSON\n");
 }
 
-static double run_backbone(fr_session *s, fr_tensor *in, shapes_t *rec, double stage_ms[ST_COUNT]) {
-    const fr_model *m = s->m;
+// Bilinear stretch of img to w x h (only to give the bench an input of exactly that size).
+static int stretch(const fr_image *in, int w, int h, fr_image *out) {
+    out->w = w;
+    out->h = h;
+    out->rgb = fr_malloc((size_t)w * h * 3);
+    if (!out->rgb) return -1;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int sx = (int)((x + 0.5) * in->w / w), sy = (int)((y + 0.5) * in->h / h);
+            memcpy(out->rgb + ((size_t)y * w + x) * 3, in->rgb + ((size_t)sy * in->w + sx) * 3, 3);
+        }
+    return 0;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+static int bench_setting(fr_st_file *f, const fr_config *base, const fr_image *photo, int H, int W, int P, int runs,
+                         FILE *js, int first) {
+    fr_config cfg = *base;
+    cfg.min_size = H < W ? H : W;
+    cfg.max_size = H < W ? W : H;
+    cfg.post_nms_topk = P;
+    char *cj = fr_config_to_json(&cfg);
+    fr_model *m = NULL;
+    fr_session *s = NULL;
+    fr_image img = {0};
+    prof_t p = {0};
+    float *A = NULL, *B = NULL, *C = NULL;
+    fr_err e = {0};
+    int rc = 1;
     double t0 = fr_time_ms();
-    fr_tensor cur;
-    fr_tensor s1 = {s->buf[0], 1, fr_conv_out(&m->bb.stem, in->h), fr_conv_out(&m->bb.stem, in->w), m->bb.stem.cout};
-    if (rec) rec->stage = ST_STEM;
-    fr_conv_forward(&m->bb.stem, in, &s1, NULL, 1, s->scratch);
-    fr_tensor p = {s->buf[1], 1, fr_maxpool_out(s1.h), fr_maxpool_out(s1.w), s1.c};
-    fr_maxpool3x3s2(&s1, &p);
-    double t = fr_time_ms();
-    stage_ms[ST_STEM] = t - t0;
-    cur = p;
-    for (int i = 0; i < 3; i++) {
-        if (rec) rec->stage = ST_RES2 + i;
-        double a = fr_time_ms();
-        fr_stage_forward(&m->bb.res[i], &cur, s->buf, s->scratch, 0, &cur);
-        stage_ms[ST_RES2 + i] = fr_time_ms() - a;
+    if (!cj || fr_model_load_st(&m, f, cj, strlen(cj), &e) || fr_session_new(&s, m, &e)) {
+        fprintf(stderr, "frcnn bench: %s\n", cj ? e.msg : "out of memory");
+        goto done;
     }
-    return fr_time_ms() - t0;
-}
-
-static int bench_size(fr_session *s, int h, int w, int runs) {
-    const fr_model *m = s->m;
-    if ((size_t)h * w > (size_t)m->cfg.min_size * m->cfg.max_size || h > m->cfg.max_size || w > m->cfg.max_size) {
-        fprintf(stderr, "frcnn bench: %dx%d is larger than the model's plan (%d x %d)\n", h, w, m->cfg.min_size,
-                m->cfg.max_size);
-        return 1;
+    double load_ms = fr_time_ms() - t0;
+    if (stretch(photo, W, H, &img)) goto done;
+    p.s = s;
+    fr_result r = {0};
+    p.record = 1;
+    fr_ops_set_gemm_hook(hook, &p);
+    if (fr_detect(s, &img, NULL, &r, &e)) { // warm-up, records the GEMM shapes
+        fprintf(stderr, "frcnn bench: %s\n", e.msg);
+        fr_ops_set_gemm_hook(NULL, NULL);
+        goto done;
     }
-    fr_tensor in = {s->input, 1, h, w, 3};
-    unsigned long r = 1;
-    for (size_t i = 0; i < (size_t)h * w * 3; i++) {
-        r = r * 6364136223846793005UL + 1;
-        in.data[i] = (float)((r >> 40) % 256) - 128.0f;
-    }
-    shapes_t rec = {0};
-    double ms[ST_COUNT], best[ST_COUNT], best_total = 1e30;
-    fr_ops_set_gemm_hook(record, &rec);
-    run_backbone(s, &in, &rec, ms); // warm-up, records the GEMM shapes
-    fr_ops_set_gemm_hook(NULL, NULL);
-    for (int i = 0; i < ST_COUNT; i++) best[i] = 1e30;
+    int nprop = r.num_proposals, ndet = r.n;
+    fr_result_free(&r);
+    p.record = 0;
+    double best[FR_STAGE_COUNT], best_gemm[FR_STAGE_COUNT], best_total = 1e30, best_gemm_total = 0;
+    for (int i = 0; i < FR_STAGE_COUNT; i++) best[i] = best_gemm[i] = 1e30;
     for (int k = 0; k < runs; k++) {
-        double t = run_backbone(s, &in, NULL, ms);
-        if (t < best_total) best_total = t;
-        for (int i = 0; i < ST_COUNT; i++)
-            if (ms[i] < best[i]) best[i] = ms[i];
+        memset(p.gemm_ms, 0, sizeof p.gemm_ms);
+        double a = fr_time_ms();
+        if (fr_detect(s, &img, NULL, &r, &e)) break;
+        double t = fr_time_ms() - a;
+        fr_result_free(&r);
+        if (t < best_total) {
+            best_total = t;
+            best_gemm_total = 0;
+            for (int i = 0; i < FR_STAGE_COUNT; i++) best_gemm_total += p.gemm_ms[i];
+        }
+        for (int i = 0; i < FR_STAGE_COUNT; i++) {
+            if (s->ms[i] < best[i]) best[i] = s->ms[i];
+            if (p.gemm_ms[i] < best_gemm[i]) best_gemm[i] = p.gemm_ms[i];
+        }
     }
+    fr_ops_set_gemm_hook(NULL, NULL);
+    double rss = peak_rss_mb();
     // cblas_sgemm alone on the same shapes
-    size_t amax = 0, bmax = 0, cmax = 0;
-    double gflop[ST_COUNT] = {0}, sg[ST_COUNT];
-    for (int i = 0; i < rec.n; i++) {
-        shape_t *q = &rec.v[i];
-        amax = (size_t)q->m * q->k > amax ? (size_t)q->m * q->k : amax;
-        bmax = (size_t)q->n * q->k > bmax ? (size_t)q->n * q->k : bmax;
-        cmax = (size_t)q->m * q->n > cmax ? (size_t)q->m * q->n : cmax;
+    size_t amax = 1, bmax = 1, cmax = 1;
+    double gflop[FR_STAGE_COUNT] = {0}, sg[FR_STAGE_COUNT];
+    for (int i = 0; i < p.n; i++) {
+        shape_t *q = &p.v[i];
+        if ((size_t)q->m * q->k > amax) amax = (size_t)q->m * q->k;
+        if ((size_t)q->n * q->k > bmax) bmax = (size_t)q->n * q->k;
+        if ((size_t)q->m * q->n > cmax) cmax = (size_t)q->m * q->n;
         gflop[q->stage] += 2.0 * q->m * q->n * q->k / 1e9;
     }
-    float *A = fr_aligned_alloc(amax * 4), *B = fr_aligned_alloc(bmax * 4), *C = fr_aligned_alloc(cmax * 4);
-    if (!A || !B || !C) {
+    A = fr_aligned_alloc(amax * 4), B = fr_aligned_alloc(bmax * 4), C = fr_aligned_alloc(cmax * 4);
+    if (!A || !B || !C || p.oom) {
         fprintf(stderr, "frcnn bench: out of memory\n");
-        fr_free(A), fr_free(B), fr_free(C), fr_free(rec.v);
-        return 1;
+        goto done;
     }
     for (size_t i = 0; i < amax; i++) A[i] = (float)(i % 97) * 0.01f;
     for (size_t i = 0; i < bmax; i++) B[i] = (float)(i % 89) * 0.01f;
-    for (int i = 0; i < ST_COUNT; i++) sg[i] = 1e30;
+    for (int i = 0; i < FR_STAGE_COUNT; i++) sg[i] = 1e30;
     for (int k = 0; k < runs; k++) {
-        double t[ST_COUNT] = {0};
-        for (int i = 0; i < rec.n; i++) {
-            shape_t *q = &rec.v[i];
+        double t[FR_STAGE_COUNT] = {0};
+        for (int i = 0; i < p.n; i++) {
+            shape_t *q = &p.v[i];
             double a = fr_time_ms();
             fr_gemm_nt(q->m, q->n, q->k, A, B, 0.0f, C);
             t[q->stage] += fr_time_ms() - a;
         }
-        for (int i = 0; i < ST_COUNT; i++)
+        for (int i = 0; i < FR_STAGE_COUNT; i++)
             if (t[i] < sg[i]) sg[i] = t[i];
     }
-    printf("\nbackbone %dx%d (HxW), %d GEMMs, best of %d runs\n", h, w, rec.n, runs);
-    printf("%-8s %9s %10s %9s %12s %11s %9s\n", "stage", "GFLOP", "time ms", "GFLOP/s", "sgemm ms", "sgemm GF/s",
-           "% sgemm");
-    double tg = 0, ts = 0, tt = 0;
-    for (int i = 0; i < ST_COUNT; i++) {
-        printf("%-8s %9.2f %10.1f %9.1f %12.1f %11.1f %8.1f%%\n", stage_names[i], gflop[i], best[i],
-               gflop[i] / best[i] * 1e3, sg[i], gflop[i] / sg[i] * 1e3, 100 * sg[i] / best[i]);
+    printf("\nsetting %dx%d/%d: network input %dx%d (HxW), %d proposals, %d detections, %d GEMMs, best of %d\n", H, W,
+           P, H, W, nprop, ndet, p.n, runs);
+    printf("%-12s %8s %10s %9s %10s %11s %10s %9s\n", "stage", "GFLOP", "time ms", "GFLOP/s", "gemm ms", "non-gemm ms",
+           "sgemm ms", "% sgemm");
+    double tg = 0, ts = 0, tt = 0, tng = 0;
+    for (int i = 0; i < FR_STAGE_COUNT; i++) {
+        double ng = best[i] - (best_gemm[i] < 1e29 ? best_gemm[i] : 0);
+        double sgi = sg[i] < 1e29 ? sg[i] : 0;
+        printf("%-12s %8.2f %10.1f %9.1f %10.1f %11.1f %10.1f %8.1f%%\n", fr_stage_names[i], gflop[i], best[i],
+               best[i] > 0 ? gflop[i] / best[i] * 1e3 : 0, best_gemm[i] < 1e29 ? best_gemm[i] : 0, ng, sgi,
+               best[i] > 0 ? 100 * sgi / best[i] : 0);
         tg += gflop[i];
-        ts += sg[i];
+        ts += sgi;
         tt += best[i];
+        tng += ng;
     }
-    printf("%-8s %9.2f %10.1f %9.1f %12.1f %11.1f %8.1f%%\n", "total", tg, tt, tg / tt * 1e3, ts, tg / ts * 1e3,
-           100 * ts / tt);
-    fr_free(A), fr_free(B), fr_free(C), fr_free(rec.v);
-    return 0;
+    printf("%-12s %8.2f %10.1f %9.1f %10.1f %11.1f %10.1f %8.1f%%\n", "total", tg, best_total, tg / best_total * 1e3,
+           best_gemm_total, tng, ts, 100 * ts / best_total);
+    printf("end to end %.0f ms = %.3fx the sgemm-only time (%.0f ms); non-GEMM work %.1f%% of the total;\n"
+           "peak RSS %.0f MB; model load %.0f ms; session arena %.0f MB\n",
+           best_total, best_total / ts, ts, 100 * tng / tt, rss, load_ms, s->arena.cap / 1e6);
+    if (js) {
+        fprintf(js, "%s{\"name\": \"%dx%d/%d\", \"input\": [%d, %d], \"proposals\": %d, \"detections\": %d, "
+                    "\"total_ms\": %.3f, \"sgemm_ms\": %.3f, \"gemm_in_pipeline_ms\": %.3f, \"gflop\": %.3f, "
+                    "\"peak_rss_mb\": %.1f, \"load_ms\": %.1f, \"stages\": {",
+                first ? "" : ", ", H, W, P, H, W, nprop, ndet, best_total, ts, best_gemm_total, tg, rss, load_ms);
+        for (int i = 0; i < FR_STAGE_COUNT; i++)
+            fprintf(js, "%s\"%s\": {\"ms\": %.3f, \"gflop\": %.3f, \"sgemm_ms\": %.3f}", i ? ", " : "",
+                    fr_stage_names[i], best[i], gflop[i], sg[i] < 1e29 ? sg[i] : 0);
+        fprintf(js, "}}");
+    }
+    rc = 0;
+done:
+    fr_free(A), fr_free(B), fr_free(C), fr_free(p.v), fr_free(cj);
+    fr_image_free(&img);
+    fr_session_free(s);
+    fr_model_free(m);
+    return rc;
 }
 
 int fr_cli_bench(int argc, char **argv) {
-    const char *model = NULL;
-    int runs = 3, nsizes = 0, hs[8], ws[8];
+    const char *model = NULL, *image = "/usr/share/darknet/data/dog.jpg", *json = NULL;
+    int runs = 3, ns = 0, hs[8], ws[8], ps[8];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
         } else if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--image") && i + 1 < argc) image = argv[++i];
+        else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -152,16 +216,16 @@ int fr_cli_bench(int argc, char **argv) {
                 return 2;
             }
             runs = (int)v;
-        } else if (!strcmp(argv[i], "--size") && i + 1 < argc && nsizes < 8) {
-            int h, w;
-            char x;
-            if (sscanf(argv[++i], "%d%c%d", &h, &x, &w) != 3 || x != 'x' || h < 32 || w < 32 || h > 8192 ||
-                w > 8192) {
-                fprintf(stderr, "frcnn bench: --size must be HxW, 32..8192\n");
+        } else if ((!strcmp(argv[i], "--setting") || !strcmp(argv[i], "--size")) && i + 1 < argc && ns < 8) {
+            int h, w, pn = 1000, got;
+            char x, sl;
+            got = sscanf(argv[++i], "%d%c%d%c%d", &h, &x, &w, &sl, &pn);
+            if ((got != 3 && got != 5) || x != 'x' || (got == 5 && sl != '/') || h < 32 || w < 32 || h > 4096 ||
+                w > 4096 || pn < 1 || pn > 100000) {
+                fprintf(stderr, "frcnn bench: --setting must be HxW/P (sides 32..4096, P 1..100000)\n");
                 return 2;
             }
-            hs[nsizes] = h;
-            ws[nsizes++] = w;
+            hs[ns] = h, ws[ns] = w, ps[ns++] = pn;
         } else {
             fprintf(stderr, "frcnn bench: unknown or incomplete option '%s'\n", argv[i]);
             usage(stderr);
@@ -172,29 +236,47 @@ int fr_cli_bench(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (!nsizes) {
-        hs[0] = 800, ws[0] = 1333, hs[1] = 600, ws[1] = 1000;
-        nsizes = 2;
+    if (!ns) {
+        hs[0] = 800, ws[0] = 1333, ps[0] = 1000;
+        hs[1] = 600, ws[1] = 1000, ps[1] = 300;
+        ns = 2;
     }
-    fr_model *m;
     fr_err e = {0};
+    fr_st_file f;
+    fr_model *m = NULL;
+    fr_image photo = {0};
+    fr_image_limits lim;
+    fr_image_limits_default(&lim);
     double t0 = fr_time_ms();
-    if (fr_model_load(&m, model, NULL, &e)) {
+    if (fr_st_open(&f, model, &e)) {
         fprintf(stderr, "frcnn bench: %s\n", e.msg);
         return 1;
     }
-    printf("model %s: %.1f MB of weights loaded in %.0f ms\n", m->cfg.name, m->weight_bytes / 1e6, fr_time_ms() - t0);
-    fr_session *s;
-    if (fr_session_new(&s, m, &e)) {
+    if (fr_model_load_st(&m, &f, NULL, 0, &e)) {
         fprintf(stderr, "frcnn bench: %s\n", e.msg);
-        fr_model_free(m);
+        fr_st_close(&f);
         return 1;
     }
-    printf("session arena: %.1f MB (planned once for %dx%d inputs)\n", s->arena.cap / 1e6, m->cfg.min_size,
-           m->cfg.max_size);
+    printf("model %s: %.1f MB of weights, file read + load %.0f ms\n", m->cfg.name, m->weight_bytes / 1e6,
+           fr_time_ms() - t0);
     int rc = 0;
-    for (int i = 0; i < nsizes && !rc; i++) rc = bench_size(s, hs[i], ws[i], runs);
-    fr_session_free(s);
+    FILE *js = NULL;
+    if (fr_image_load(&photo, image, &lim, 1, &e)) {
+        fprintf(stderr, "frcnn bench: %s\n", e.msg);
+        rc = 1;
+    } else if (json && !(js = fopen(json, "w"))) {
+        fprintf(stderr, "frcnn bench: cannot write %s\n", json);
+        rc = 1;
+    }
+    if (js) fprintf(js, "{\"model\": \"%s\", \"runs\": %d, \"settings\": [", m->cfg.name, runs);
+    fr_config base = m->cfg;
+    for (int i = 0; i < ns && !rc; i++) rc = bench_setting(&f, &base, &photo, hs[i], ws[i], ps[i], runs, js, i == 0);
+    if (js) {
+        fprintf(js, "]}\n");
+        if (fclose(js)) rc = 1;
+    }
+    fr_image_free(&photo);
     fr_model_free(m);
+    fr_st_close(&f);
     return rc;
 }

@@ -2,6 +2,7 @@
 #include "ops.h"
 
 #include "alloc.h"
+#include "timer.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -16,9 +17,9 @@ void fr_ops_set_gemm_hook(fr_gemm_hook fn, void *user) {
 }
 
 void fr_gemm_nt(int m, int n, int k, const float *a, const float *b, float beta, float *c) {
-    if (g_gemm_hook) g_gemm_hook(m, n, k, g_gemm_user);
-    if (m <= 0 || n <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, beta, c, n);
+    double t0 = g_gemm_hook ? fr_time_ms() : 0;
+    if (m > 0 && n > 0) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, beta, c, n);
+    if (g_gemm_hook) g_gemm_hook(m, n, k, fr_time_ms() - t0, g_gemm_user);
 }
 
 fr_status fr_conv_alloc(fr_conv *c, int cin, int cout, int kh, int kw, int stride, int pad) {

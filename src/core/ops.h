@@ -54,9 +54,9 @@ void fr_meanpool(const fr_tensor *x, float *out);
 // out[m][j] = sum_k x[m][k] * w[j][k] + b[j]: x (m, k), w (n, k) row-major.
 void fr_linear(const float *x, int m, int k, const float *w, const float *b, int n, float *out);
 
-// Profiling hook (bench only): called with the shape of every GEMM the ops run,
-// C[m x n] = A[m x k] * B[n x k]^T. NULL disables. Not thread-safe to change while running.
-typedef void (*fr_gemm_hook)(int m, int n, int k, void *user);
+// Profiling hook (bench only): called after every GEMM the ops run, C[m x n] = A[m x k] *
+// B[n x k]^T, with its shape and duration. NULL disables. Not thread-safe to change while running.
+typedef void (*fr_gemm_hook)(int m, int n, int k, double ms, void *user);
 void fr_ops_set_gemm_hook(fr_gemm_hook fn, void *user);
 
 // The one sgemm call site: C[m x n] (ldc n) = A[m x k] * B[n x k]^T (+ C when beta = 1).

@@ -8,11 +8,18 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/timer.h"
+#include "head/postprocess.h"
+#include "head/res5_head.h"
+#include "roi/roi.h"
+#include "rpn/rpn.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+const char *const fr_stage_names[FR_STAGE_COUNT] = {"preprocess", "stem", "res2", "res3", "res4", "rpn_conv",
+                                                     "proposals", "roi", "res5_head", "postprocess"};
 
 void fr_detect_opts_default(fr_detect_opts *o) {
     o->score_threshold = -1;
@@ -48,7 +55,9 @@ static void plan_for(const fr_model *m, int h, int w, plan_t *p) {
     p->rpn_out = cells * m->rpn_out.cout;
     p->props = (size_t)cfg->post_nms_topk * 4 + 16;
     int S = cfg->roi_size;
-    p->roi = (size_t)FR_HEAD_CHUNK * S * S * m->bb.res[2].cout;
+    int pre = cfg->stride_in_1x1 && cfg->res5_stride == 2; // RoI op samples only what res5 reads
+    int so = pre ? (S + 1) / 2 : S;
+    p->roi = (size_t)FR_HEAD_CHUNK * so * so * m->bb.res[2].cout;
     int ho, wo;
     fr_stage_plan(&m->res5, FR_HEAD_CHUNK, S, S, &p->head_act, &p->head_scratch, &ho, &wo);
     p->pooled = (size_t)FR_HEAD_CHUNK * m->feat;
@@ -70,7 +79,7 @@ fr_status fr_session_new(fr_session **out, const fr_model *m, fr_err *err) {
     plan_for(m, cfg->max_size, cfg->min_size, &b);
     size_t *pa = (size_t *)&a, *pb = (size_t *)&b, *pp = (size_t *)&p;
     for (size_t i = 0; i < sizeof p / sizeof(size_t); i++) pp[i] = max_sz(pa[i], pb[i]);
-    p.input = (size_t)cfg->max_size * cfg->max_size * 3;
+    p.input = (size_t)cfg->min_size * cfg->max_size * 3; // every resized image fits this area
     s->act = p.act;
     s->nscratch = p.scratch;
     s->head_act = p.head_act;
@@ -115,7 +124,7 @@ fr_status fr_session_backbone(fr_session *s, const fr_tensor *input, fr_tensor *
     if (input->n != 1 || input->c != 3 || input->h < 1 || input->w < 1 || input->h > s->max_h ||
         input->w > s->max_w || (size_t)input->h * input->w > (size_t)s->m->cfg.min_size * s->m->cfg.max_size)
         return fr_fail(err, FR_ERR_INVALID, "input %dx%d is outside the planned size", input->w, input->h);
-    fr_backbone_forward(&s->m->bb, input, s->buf, s->scratch, res4, ms);
+    fr_backbone_forward(&s->m->bb, input, s->buf, s->scratch, res4, ms, NULL);
     return FR_OK;
 }
 
@@ -158,4 +167,159 @@ char *fr_result_to_json(const fr_model *m, const fr_result *r) {
     if (!e) out = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return out;
+}
+
+// The RPN head's convolutions on res4, then proposal selection. res4 lives in one backbone
+// buffer; the 3x3 conv output goes to the other one.
+static fr_status run_rpn(fr_session *s, const fr_tensor *res4, int img_h, int img_w, double im_scale, int *nprop,
+                         fr_err *err) {
+    const fr_model *m = s->m;
+    double t0 = fr_time_ms();
+    s->stage = FR_STAGE_RPN_CONV;
+    float *mid_buf = res4->data == s->buf[0] ? s->buf[1] : s->buf[0];
+    fr_tensor mid = {mid_buf, 1, res4->h, res4->w, m->rpn_conv.cout};
+    fr_conv_forward(&m->rpn_conv, res4, &mid, NULL, 1, s->scratch);
+    fr_tensor out = {s->rpn_out, 1, res4->h, res4->w, m->rpn_out.cout};
+    fr_conv_forward(&m->rpn_out, &mid, &out, NULL, 0, s->scratch);
+    fr_rpn_input in = {
+        .feat_h = res4->h,
+        .feat_w = res4->w,
+        .objectness = s->rpn_out,
+        .obj_stride = m->rpn_out.cout,
+        .deltas = s->rpn_out + m->obj_ch,
+        .delta_stride = m->rpn_out.cout,
+        .img_h = img_h,
+        .img_w = img_w,
+        .im_scale = im_scale,
+    };
+    double t1 = fr_time_ms();
+    s->ms[FR_STAGE_RPN_CONV] = t1 - t0;
+    s->stage = FR_STAGE_PROPOSALS;
+    fr_status st = fr_rpn_proposals(&m->cfg, &in, s->props, s->prop_logits, nprop, err);
+    s->ms[FR_STAGE_PROPOSALS] = fr_time_ms() - t1;
+    return st;
+}
+
+// res5 head over all proposals in chunks: fills s->pred (nprop rows of cls_out + box_out).
+static fr_status run_head(fr_session *s, const fr_tensor *res4, int nprop, fr_err *err) {
+    const fr_model *m = s->m;
+    const fr_config *cfg = &m->cfg;
+    fr_roi_params rp;
+    fr_roi_params_from_config(cfg, &rp);
+    // With the stride in res5's first 1x1 convs they read only every other bin: pool just those.
+    int pre = cfg->stride_in_1x1 && cfg->res5_stride == 2;
+    rp.stride = pre ? 2 : 1;
+    rp.threads = 2;
+    int so = fr_roi_out_side(&rp);
+    fr_box_head head = {&m->res5, m->pred_w, m->pred_b, m->feat, m->cls_out + m->box_out};
+    for (int r0 = 0; r0 < nprop; r0 += FR_HEAD_CHUNK) {
+        int n = nprop - r0 < FR_HEAD_CHUNK ? nprop - r0 : FR_HEAD_CHUNK;
+        fr_tensor roi = {s->roi_feat, n, so, so, res4->c};
+        double t0 = fr_time_ms();
+        s->stage = FR_STAGE_ROI;
+        fr_status st = fr_roi_extract(&rp, res4, s->props + (size_t)r0 * 4, n, s->roi_feat, err);
+        if (st) return st;
+        double t1 = fr_time_ms();
+        s->stage = FR_STAGE_RES5;
+        fr_box_head_forward(&head, &roi, pre, s->head_buf, s->head_scratch, s->pooled,
+                            s->pred + (size_t)r0 * head.nout);
+        s->ms[FR_STAGE_ROI] += t1 - t0;
+        s->ms[FR_STAGE_RES5] += fr_time_ms() - t1;
+    }
+    return FR_OK;
+}
+
+fr_status fr_session_forward(fr_session *s, const fr_image *img, fr_forward_out *o, fr_err *err) {
+    const fr_model *m = s->m;
+    const fr_config *cfg = &m->cfg;
+    memset(o, 0, sizeof *o);
+    memset(s->ms, 0, sizeof s->ms);
+    s->stage = FR_STAGE_PRE;
+    if (!img || !img->rgb || img->w < 1 || img->h < 1) return fr_fail(err, FR_ERR_INVALID, "empty image");
+    double t0 = fr_time_ms();
+    int ow, oh;
+    double im_scale;
+    fr_image_resized_size(cfg, img->w, img->h, &ow, &oh, &im_scale);
+    if (ow > s->max_w || oh > s->max_h || (size_t)ow * oh > (size_t)cfg->min_size * cfg->max_size)
+        return fr_fail(err, FR_ERR_INTERNAL, "resized size %dx%d outside the plan", ow, oh);
+    fr_status st = fr_image_preprocess(img, cfg, ow, oh, s->input, err);
+    if (st) return st;
+    o->img_w = ow;
+    o->img_h = oh;
+    o->im_scale = im_scale;
+    o->ms_preprocess = fr_time_ms() - t0;
+    fr_tensor in = {s->input, 1, oh, ow, 3};
+    double t1 = fr_time_ms();
+    s->stage = FR_STAGE_STEM; // fr_backbone_forward's stages are told apart by their times
+    fr_backbone_forward(&m->bb, &in, s->buf, s->scratch, &o->res4, o->ms_stages, &s->bb_part);
+    s->ms[FR_STAGE_PRE] = o->ms_preprocess;
+    for (int i = 0; i < 4; i++) s->ms[FR_STAGE_STEM + i] = o->ms_stages[i];
+    double t2 = fr_time_ms();
+    o->ms_backbone = t2 - t1;
+    if ((st = run_rpn(s, &o->res4, oh, ow, im_scale, &o->nprop, err))) return st;
+    double t3 = fr_time_ms();
+    o->ms_rpn = t3 - t2;
+    if ((st = run_head(s, &o->res4, o->nprop, err))) return st;
+    o->ms_head = fr_time_ms() - t3;
+    o->proposals = s->props;
+    o->proposal_scores = s->prop_logits;
+    o->pred = s->pred;
+    o->pred_stride = m->cls_out + m->box_out;
+    return FR_OK;
+}
+
+fr_status fr_detect(fr_session *s, const fr_image *img, const fr_detect_opts *opts, fr_result *res, fr_err *err) {
+    const fr_model *m = s->m;
+    memset(res, 0, sizeof *res);
+    double t0 = fr_time_ms();
+    fr_forward_out o;
+    fr_status st = fr_session_forward(s, img, &o, err);
+    if (st) return st;
+    double t1 = fr_time_ms();
+    fr_head_input hi = {
+        .proposals = o.proposals,
+        .cls_logits = NULL,
+        .deltas = NULL,
+        .R = o.nprop,
+        .img_h = o.img_h,
+        .img_w = o.img_w,
+        .orig_h = img->h,
+        .orig_w = img->w,
+        .im_scale = o.im_scale,
+    };
+    // The predictor rows hold [logits | deltas]; postprocess wants two matrices.
+    float *cls = fr_malloc(((size_t)o.nprop * (m->cls_out + m->box_out) + 1) * sizeof(float));
+    if (!cls) return fr_fail(err, FR_ERR_NOMEM, "out of memory");
+    float *del = cls + (size_t)o.nprop * m->cls_out;
+    for (int i = 0; i < o.nprop; i++) {
+        memcpy(cls + (size_t)i * m->cls_out, o.pred + (size_t)i * o.pred_stride, m->cls_out * sizeof(float));
+        memcpy(del + (size_t)i * m->box_out, o.pred + (size_t)i * o.pred_stride + m->cls_out,
+               m->box_out * sizeof(float));
+    }
+    hi.cls_logits = cls;
+    hi.deltas = del;
+    fr_postprocess_opts po = {-1, 0, NULL};
+    if (opts) {
+        po.score_thresh = opts->score_threshold;
+        po.max_detections = opts->max_detections;
+        po.class_mask = opts->class_mask;
+    }
+    fr_head_det *dets = NULL;
+    int n = 0;
+    s->stage = FR_STAGE_POST;
+    st = fr_head_postprocess(&m->cfg, &hi, &po, &dets, &n, err);
+    fr_free(cls);
+    s->ms[FR_STAGE_POST] = fr_time_ms() - t1;
+    if (st) return st;
+    _Static_assert(sizeof(fr_head_det) == sizeof(fr_detection), "detection layouts differ");
+    res->dets = (fr_detection *)dets;
+    res->n = n;
+    res->width = img->w;
+    res->height = img->h;
+    res->num_proposals = o.nprop;
+    res->ms_backbone = o.ms_preprocess + o.ms_backbone;
+    res->ms_rpn = o.ms_rpn;
+    res->ms_roi_head = o.ms_head + (fr_time_ms() - t1);
+    res->ms_total = fr_time_ms() - t0;
+    return FR_OK;
 }
