@@ -36,7 +36,7 @@ TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 FIXTURES = build/fixtures
 PY = /usr/bin/python3
 
-.PHONY: all deps test test-deps fixtures bench run clean format fuzz docker docker-test loadtest
+.PHONY: all deps test test-deps fixtures bench run clean format fuzz docker docker-test loadtest weights
 all: deps $(BUILD)/frcnn
 
 deps:
@@ -112,3 +112,8 @@ fuzz: $(FUZZ_BIN)
 	  $$b -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
 	    build/fuzz/corpus/$$n tests/fuzz/corpus/$$n 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|crash-" ; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; done
+
+# Downloads detectron2's COCO faster_rcnn_R_101_C4_3x and VOC faster_rcnn_R_50_C4 checkpoints
+# (internet needed; md5 prefix checked, sha256 printed) and converts them into models/.
+weights: $(BUILD)/frcnn
+	FRCNN=$(BUILD)/frcnn PY=$(PY) tools/weights.sh

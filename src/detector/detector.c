@@ -287,17 +287,10 @@ fr_status fr_detect(fr_session *s, const fr_image *img, const fr_detect_opts *op
         .orig_w = img->w,
         .im_scale = o.im_scale,
     };
-    // The predictor rows hold [logits | deltas]; postprocess wants two matrices.
-    float *cls = fr_malloc(((size_t)o.nprop * (m->cls_out + m->box_out) + 1) * sizeof(float));
-    if (!cls) return fr_fail(err, FR_ERR_NOMEM, "out of memory");
-    float *del = cls + (size_t)o.nprop * m->cls_out;
-    for (int i = 0; i < o.nprop; i++) {
-        memcpy(cls + (size_t)i * m->cls_out, o.pred + (size_t)i * o.pred_stride, m->cls_out * sizeof(float));
-        memcpy(del + (size_t)i * m->box_out, o.pred + (size_t)i * o.pred_stride + m->cls_out,
-               m->box_out * sizeof(float));
-    }
-    hi.cls_logits = cls;
-    hi.deltas = del;
+    // The predictor rows hold [logits | deltas]: pass them as two strided matrices.
+    hi.cls_logits = o.pred;
+    hi.deltas = o.pred + m->cls_out;
+    hi.logit_stride = hi.delta_stride = o.pred_stride;
     fr_postprocess_opts po = {-1, 0, NULL};
     if (opts) {
         po.score_thresh = opts->score_threshold;
@@ -308,7 +301,6 @@ fr_status fr_detect(fr_session *s, const fr_image *img, const fr_detect_opts *op
     int n = 0;
     s->stage = FR_STAGE_POST;
     st = fr_head_postprocess(&m->cfg, &hi, &po, &dets, &n, err);
-    fr_free(cls);
     s->ms[FR_STAGE_POST] = fr_time_ms() - t1;
     if (st) return st;
     _Static_assert(sizeof(fr_head_det) == sizeof(fr_detection), "detection layouts differ");
