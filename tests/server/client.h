@@ -25,19 +25,19 @@
 #include <time.h>
 #include <unistd.h>
 
-static double tc_now(void) {
+static inline double tc_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void tc_sleep(double s) {
+static inline void tc_sleep(double s) {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
 // Connects to 127.0.0.1:port from src_ip (NULL: any). -1 on failure.
-static int tc_connect_from(const char *src_ip, int port) {
+static inline int tc_connect_from(const char *src_ip, int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     if (src_ip) {
@@ -59,10 +59,10 @@ static int tc_connect_from(const char *src_ip, int port) {
     }
     return fd;
 }
-static int tc_connect(int port) { return tc_connect_from(NULL, port); }
+static inline int tc_connect(int port) { return tc_connect_from(NULL, port); }
 
 // Sends everything; -1 when the peer is gone.
-static int tc_send(int fd, const void *p, size_t n) {
+static inline int tc_send(int fd, const void *p, size_t n) {
     const char *c = p;
     while (n) {
         ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
@@ -73,7 +73,7 @@ static int tc_send(int fd, const void *p, size_t n) {
     }
     return 0;
 }
-static int tc_sends(int fd, const char *s) { return tc_send(fd, s, strlen(s)); }
+static inline int tc_sends(int fd, const char *s) { return tc_send(fd, s, strlen(s)); }
 
 // A connection with a read buffer (for keep-alive and pipelining).
 typedef struct {
@@ -89,13 +89,13 @@ typedef struct {
     size_t body_len;
 } tc_resp;
 
-static void tc_resp_free(tc_resp *r) {
+static inline void tc_resp_free(tc_resp *r) {
     free(r->body);
     r->body = NULL;
     r->body_len = 0;
 }
 
-static int tc_fill(tc_conn *c, double deadline) {
+static inline int tc_fill(tc_conn *c, double deadline) {
     if (c->cap - c->len < 65536) {
         size_t cap = c->cap ? c->cap * 2 : 131072;
         char *b = realloc(c->buf, cap);
@@ -120,7 +120,7 @@ static int tc_fill(tc_conn *c, double deadline) {
 }
 
 // The value of header `name` in r (copied into out), NULL when absent.
-static const char *tc_header(const tc_resp *r, const char *name, char *out, size_t cap) {
+static inline const char *tc_header(const tc_resp *r, const char *name, char *out, size_t cap) {
     size_t n = strlen(name);
     for (const char *l = strstr(r->head, "\r\n"); l && l[2]; l = strstr(l + 2, "\r\n")) {
         const char *h = l + 2;
@@ -140,7 +140,7 @@ static const char *tc_header(const tc_resp *r, const char *name, char *out, size
 
 // Reads one answer (1xx interim answers are returned too). 0 ok, -1 closed/reset before a
 // full answer, -2 timeout.
-static int tc_read(tc_conn *c, tc_resp *r, double timeout) {
+static inline int tc_read(tc_conn *c, tc_resp *r, double timeout) {
     memset(r, 0, sizeof *r);
     double deadline = tc_now() + timeout;
     char *end;
@@ -179,7 +179,7 @@ static int tc_read(tc_conn *c, tc_resp *r, double timeout) {
     return 0;
 }
 
-static void tc_close(tc_conn *c) {
+static inline void tc_close(tc_conn *c) {
     if (c->fd >= 0) close(c->fd);
     free(c->buf);
     memset(c, 0, sizeof *c);
@@ -187,7 +187,7 @@ static void tc_close(tc_conn *c) {
 }
 
 // 1 when the peer closes (EOF or reset) within timeout with no further bytes expected.
-static int tc_wait_closed(int fd, double timeout) {
+static inline int tc_wait_closed(int fd, double timeout) {
     double deadline = tc_now() + timeout;
     char b[4096];
     for (;;) {
@@ -203,7 +203,7 @@ static int tc_wait_closed(int fd, double timeout) {
 
 // One request on a fresh connection; *closed (may be NULL) says whether the server closed
 // the connection after the answer. Returns the status (0: no answer).
-static int tc_request(int port, const void *raw, size_t n, tc_resp *r, int *closed) {
+static inline int tc_request(int port, const void *raw, size_t n, tc_resp *r, int *closed) {
     tc_conn c = {.fd = tc_connect(port)};
     memset(r, 0, sizeof *r);
     if (c.fd < 0) return 0;
@@ -213,18 +213,18 @@ static int tc_request(int port, const void *raw, size_t n, tc_resp *r, int *clos
     tc_close(&c);
     return r->status;
 }
-static int tc_requests(int port, const char *raw, tc_resp *r, int *closed) {
+static inline int tc_requests(int port, const char *raw, tc_resp *r, int *closed) {
     return tc_request(port, raw, strlen(raw), r, closed);
 }
 
-static int tc_get(int port, const char *path, tc_resp *r) {
+static inline int tc_get(int port, const char *path, tc_resp *r) {
     char req[1024];
     snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
     return tc_requests(port, req, r, NULL);
 }
 
 // POST /v1/detect{query} with a raw body of the given type.
-static int tc_post(int port, const char *query, const char *ctype, const void *body, size_t n,
+static inline int tc_post(int port, const char *query, const char *ctype, const void *body, size_t n,
                    tc_resp *r) {
     char head[1024];
     int hl = snprintf(head, sizeof head,
@@ -240,7 +240,7 @@ static int tc_post(int port, const char *query, const char *ctype, const void *b
 }
 
 // A multipart/form-data body with an image part and an optional options part.
-static char *tc_multipart(const void *img, size_t n, const char *options, size_t *len) {
+static inline char *tc_multipart(const void *img, size_t n, const char *options, size_t *len) {
     size_t cap = n + (options ? strlen(options) : 0) + 512;
     char *b = malloc(cap);
     int k = snprintf(b, cap,
@@ -259,7 +259,7 @@ static char *tc_multipart(const void *img, size_t n, const char *options, size_t
 }
 
 // The value of a Prometheus sample line `prefix value` in text (0 when absent).
-static double tc_metric(const char *text, const char *prefix) {
+static inline double tc_metric(const char *text, const char *prefix) {
     size_t n = strlen(prefix);
     for (const char *l = text; l && *l;) {
         if (!strncmp(l, prefix, n) && l[n] == ' ') return atof(l + n + 1);
@@ -269,7 +269,7 @@ static double tc_metric(const char *text, const char *prefix) {
     return 0;
 }
 
-static double tc_get_metric(int port, const char *prefix) {
+static inline double tc_get_metric(int port, const char *prefix) {
     tc_resp r;
     double v = -1;
     if (tc_get(port, "/metrics", &r) == 200) v = tc_metric(r.body, prefix);
@@ -277,7 +277,7 @@ static double tc_get_metric(int port, const char *prefix) {
     return v;
 }
 
-static int tc_healthy(int port) {
+static inline int tc_healthy(int port) {
     tc_resp r;
     int s = tc_get(port, "/healthz", &r);
     tc_resp_free(&r);
@@ -285,7 +285,7 @@ static int tc_healthy(int port) {
 }
 
 // Raises the open-file limit to the hard limit (for tests with many connections).
-static void tc_raise_nofile(void) {
+static inline void tc_raise_nofile(void) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = rl.rlim_max;
@@ -294,7 +294,7 @@ static void tc_raise_nofile(void) {
 }
 
 // Waits for "listening on http://127.0.0.1:PORT" in a server's log file; the port or -1.
-static int tc_wait_port(const char *log_path, pid_t pid, double timeout) {
+static inline int tc_wait_port(const char *log_path, pid_t pid, double timeout) {
     double deadline = tc_now() + timeout;
     while (tc_now() < deadline) {
         FILE *f = fopen(log_path, "r");
@@ -321,7 +321,7 @@ static int tc_wait_port(const char *log_path, pid_t pid, double timeout) {
 
 // Waits for a child to exit within timeout: its exit status (128+sig when killed by a
 // signal), or -1 on timeout (then it is killed).
-static int tc_wait_exit(pid_t pid, double timeout, double *took) {
+static inline int tc_wait_exit(pid_t pid, double timeout, double *took) {
     double t0 = tc_now();
     for (;;) {
         int st;
@@ -340,23 +340,29 @@ static int tc_wait_exit(pid_t pid, double timeout, double *took) {
     }
 }
 
-// Reads a whole file (malloc'd, NUL-terminated); NULL when unreadable.
-static char *tc_slurp(const char *path, size_t *len) {
+// Reads a whole file (malloc'd, NUL-terminated; /proc files too); NULL when unreadable.
+static inline char *tc_slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, f);
+    size_t cap = 65536, n = 0;
+    char *b = malloc(cap + 1);
+    for (;;) {
+        size_t got = fread(b + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        cap *= 2;
+        char *nb = realloc(b, cap + 1);
+        if (!nb) break;
+        b = nb;
+    }
     fclose(f);
-    b[got] = '\0';
-    if (len) *len = got;
+    b[n] = '\0';
+    if (len) *len = n;
     return b;
 }
 
 // Counts lines in a file that contain needle.
-static int tc_count_lines(const char *path, const char *needle) {
+static inline int tc_count_lines(const char *path, const char *needle) {
     char *t = tc_slurp(path, NULL);
     if (!t) return -1;
     int n = 0;
