@@ -101,12 +101,6 @@ static void usage(FILE *f) {
         "one-line message last on stderr), 2 bad usage.\n");
 }
 
-// fr_detect is being written (src/detector/detector.c); a weak reference lets this file link
-// before it lands, and run_model() says so instead. The strong references to fr_session_new
-// etc. pull detector.o in, so the weak one binds as soon as fr_detect is defined there.
-// TODO: drop this pragma once fr_detect is committed.
-#pragma weak fr_detect
-
 // Set by the SIGINT handler; the only process-wide state of this command.
 static volatile sig_atomic_t g_stop;
 static void on_sigint(int sig) {
@@ -482,11 +476,6 @@ static int run_model(const args *a, fr_voc_dataset *ds, const fr_voc_limits *lim
             return 1;
         }
         out = out_default;
-    }
-    if (!fr_detect) {
-        fprintf(stderr, "frcnn eval: this build has no detector yet (fr_detect): only --results "
-                        "and --merge work\n");
-        return 1;
     }
     if (fr_model_load(&m, a->model, a->config, &e) != FR_OK ||
         fr_session_new(&s, m, &e) != FR_OK) {
