@@ -62,7 +62,7 @@ test-deps:
 
 # Golden data from the PyTorch reference (tools/reference), regenerated when the tools change.
 fixtures: $(FIXTURES)/.stamp
-$(FIXTURES)/.stamp: $(wildcard tools/reference/*.py) | test-deps
+$(FIXTURES)/.stamp: $(wildcard tools/reference/*.py) tools/voc_eval_ref.py | test-deps
 	@mkdir -p $(FIXTURES)
 	$(PY) tools/reference/make_fixtures.py --out $(FIXTURES)
 	@touch $@
