@@ -320,13 +320,16 @@ static enum MHD_Result detect_end(fr_req *rq, struct MHD_Connection *c) {
         rq->img_len = rq->body.len;
     }
     fr_queue *q = atomic_load(&srv->queue);
-    switch (fr_queue_reserve(q)) {
-    case FR_QUEUE_FULL: return queue_error(rq, 503, "server is busy", NULL);
-    case FR_QUEUE_CLOSED: return queue_error(rq, 503, "server is shutting down", NULL);
-    case FR_QUEUE_OK: break;
+    // Counted before the reservation, so the drain never sees 0 pending while a reserved
+    // request is on its way to the queue.
+    atomic_fetch_add(&srv->pending, 1);
+    fr_queue_admit a = fr_queue_reserve(q);
+    if (a != FR_QUEUE_OK) {
+        atomic_fetch_sub(&srv->pending, 1);
+        return queue_error(rq, 503, a == FR_QUEUE_FULL ? "server is busy" : "server is shutting down",
+                           NULL);
     }
     rq->admitted = 1;
-    atomic_fetch_add(&srv->pending, 1);
     rq->state = RQ_WAITING;
     rq->t_queued = fr_server_now();
     // Suspend before the job is visible, so a worker's resume always follows it.
@@ -617,7 +620,8 @@ fr_status fr_http_start(fr_server *srv, fr_err *err) {
 }
 
 void fr_http_stop(fr_server *srv) {
-    if (srv->daemon) MHD_stop_daemon(srv->daemon);
+    if (!srv->daemon) return;
+    MHD_stop_daemon(srv->daemon);
     srv->daemon = NULL;
     srv->listen_fd = -1; // closed by libmicrohttpd
 }
