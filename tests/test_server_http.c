@@ -313,7 +313,7 @@ TEST(test_h1_h2_methods_paths) {
 
 TEST(test_h3_h4_empty_and_type) {
     tc_resp r;
-    int closed;
+    int closed = 0;
     CHECK(tc_requests(PORT, "POST /v1/detect HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\nContent-Length: 0\r\n\r\n", &r, NULL) == 400);
     CHECK(body_has(&r, "empty body") && is_error_json(&r));
     tc_resp_free(&r);
@@ -332,7 +332,7 @@ TEST(test_h3_h4_empty_and_type) {
 
 TEST(test_h5_h6_body_cap) {
     tc_resp r;
-    int closed;
+    int closed = 0;
     // H5: Content-Length over the cap (1 MB here): 413 at once, without Expect...
     tc_conn c = {.fd = tc_connect(PORT)};
     tc_sends(c.fd, "POST /v1/detect HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\nContent-Length: 1000001\r\n\r\n");
@@ -411,7 +411,7 @@ TEST(test_h5_h6_body_cap) {
 
 TEST(test_h7_h8_framing) {
     tc_resp r;
-    int closed;
+    int closed = 0;
     struct {
         const char *hdrs;
         int want;
