@@ -355,7 +355,7 @@ TEST(test_pid1) {
     srv s;
     memset(&s, 0, sizeof s);
     paths(&s);
-    char *argv[] = {"/usr/bin/unshare", "--pid", "--fork", "--mount-proc", g_bin, "serve", "-m", (char *)k_model,
+    char *argv[] = {"/usr/bin/unshare", "--pid", "--fork", "--mount-proc", "--kill-child", g_bin, "serve", "-m", (char *)k_model,
                     "--port", "0", "--access-log", "none", NULL};
     s.pid = spawn(argv, s.log);
     s.port = tc_wait_port(s.log, s.pid, 20);
