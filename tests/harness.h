@@ -8,14 +8,18 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int h_passed, h_failed, h_cur_failed;
 static const char *h_cur;
 
 #define TEST(name) static void name(void)
+// TEST_ONLY=name runs just that test (a developer convenience; make test never sets it).
 #define RUN(name)                                                                  \
     do {                                                                           \
+        const char *h_only = getenv("TEST_ONLY");                                  \
+        if (h_only && *h_only && strcmp(h_only, #name)) break;                     \
         h_cur = #name;                                                             \
         h_cur_failed = 0;                                                          \
         name();                                                                    \

@@ -114,24 +114,51 @@ TEST(test_parity) {
     }
 }
 
-// Fails the k-th allocation for every k through model load, session, detection and JSON.
+// Fails the k-th allocation for every k: first through building the model from a parsed file
+// (the safetensors parser's own allocations are covered by test_safetensors), then through
+// session creation, one detection and its JSON answer.
 TEST(test_alloc_failures) {
     fr_image img = {0};
     fr_image_limits lim;
     fr_image_limits_default(&lim);
     fr_err e = {0};
+    fr_st_file f;
     CHECKF(fr_image_load(&img, "tests/data/det_small.png", &lim, 1, &e) == FR_OK, "%s", e.msg);
-    if (!img.rgb) return;
+    CHECKF(fr_st_open(&f, "tests/data/r101_narrow.safetensors", &e) == FR_OK, "%s", e.msg);
+    if (!img.rgb || !f.buf) return;
     fr_alloc_init();
-    long k, fired = 0;
-    for (k = 1; k < 100000; k++) {
+    long fired_load = 0, fired_detect = 0;
+    for (long k = 1; k < 100000; k++) {
         fr_model *m = NULL;
+        fr_alloc_fail_at(k);
+        fr_status st = fr_model_load_st(&m, &f, NULL, 0, &e);
+        int hit = fr_alloc_failed();
+        fr_alloc_fail_at(0);
+        fr_model_free(m);
+        if (!hit) {
+            CHECKF(st == FR_OK, "no failure injected but: %s", e.msg);
+            break;
+        }
+        fired_load++;
+        CHECKF(st == FR_ERR_NOMEM, "allocation %ld of the model load: status %d (%s)", k, st, e.msg);
+    }
+    // The same model with a small input and few proposals keeps each detection cheap.
+    fr_config small;
+    CHECK(fr_config_parse(&small, fr_st_meta(&f, "frcnn.config"), strlen(fr_st_meta(&f, "frcnn.config")), &e) == FR_OK);
+    small.min_size = 64;
+    small.max_size = 96;
+    small.post_nms_topk = 40;
+    char *cj = fr_config_to_json(&small);
+    fr_config_free(&small);
+    fr_model *m = NULL;
+    CHECKF(cj && fr_model_load_st(&m, &f, cj, strlen(cj), &e) == FR_OK, "%s", e.msg);
+    fr_free(cj);
+    for (long k = 1; m && k < 100000; k++) {
         fr_session *s = NULL;
         fr_result r = {0};
         char *js = NULL;
         fr_alloc_fail_at(k);
-        fr_status st = fr_model_load(&m, "tests/data/r101_narrow.safetensors", NULL, &e);
-        if (!st) st = fr_session_new(&s, m, &e);
+        fr_status st = fr_session_new(&s, m, &e);
         if (!st) st = fr_detect(s, &img, NULL, &r, &e);
         if (!st) {
             js = fr_result_to_json(m, &r);
@@ -142,16 +169,18 @@ TEST(test_alloc_failures) {
         fr_free(js);
         fr_result_free(&r);
         fr_session_free(s);
-        fr_model_free(m);
         if (!hit) {
             CHECKF(st == FR_OK, "no failure injected but: %s", e.msg);
             break;
         }
-        fired++;
-        CHECKF(st != FR_OK, "allocation %ld failed silently", k);
+        fired_detect++;
+        CHECKF(st != FR_OK, "allocation %ld of session + detect + JSON failed silently", k);
     }
-    printf("  allocation failures injected: %ld (every allocation of load + detect + JSON)\n", fired);
-    CHECK(fired > 100);
+    printf("  allocation failures injected: %ld in model building, %ld in session + detect + JSON\n", fired_load,
+           fired_detect);
+    CHECK(fired_load > 100 && fired_detect > 3);
+    fr_model_free(m);
+    fr_st_close(&f);
     fr_image_free(&img);
 }
 

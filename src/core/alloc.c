@@ -10,6 +10,10 @@
 static atomic_long g_count;   // test hook: allocations since the last arm
 static atomic_long g_fail_at; // test hook: 0 = never
 static atomic_int g_failed;
+static _Thread_local int t_oom; // per-thread indicator, see fr_alloc_oom
+
+void fr_alloc_oom_clear(void) { t_oom = 0; }
+int fr_alloc_oom(void) { return t_oom; }
 
 void fr_alloc_fail_at(long k) {
     atomic_store(&g_count, 0);
@@ -29,26 +33,34 @@ static int should_fail(void) {
     return 0;
 }
 
+static void *oom(void) {
+    t_oom = 1;
+    return NULL;
+}
+
 void *fr_malloc(size_t n) {
-    if (should_fail()) return NULL;
-    return malloc(n ? n : 1);
+    if (should_fail()) return oom();
+    void *p = malloc(n ? n : 1);
+    return p ? p : oom();
 }
 
 void *fr_calloc(size_t count, size_t n) {
-    if (n && count > SIZE_MAX / n) return NULL;
-    if (should_fail()) return NULL;
-    return calloc(count ? count : 1, n ? n : 1);
+    if (n && count > SIZE_MAX / n) return oom();
+    if (should_fail()) return oom();
+    void *p = calloc(count ? count : 1, n ? n : 1);
+    return p ? p : oom();
 }
 
 void *fr_realloc(void *p, size_t n) {
-    if (should_fail()) return NULL;
-    return realloc(p, n ? n : 1);
+    if (should_fail()) return oom();
+    void *q = realloc(p, n ? n : 1);
+    return q ? q : oom();
 }
 
 void *fr_aligned_alloc(size_t n) {
-    if (should_fail()) return NULL;
+    if (should_fail()) return oom();
     void *p = NULL;
-    if (posix_memalign(&p, 64, n ? n : 64) != 0) return NULL;
+    if (posix_memalign(&p, 64, n ? n : 64) != 0) return oom();
     return p;
 }
 

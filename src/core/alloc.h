@@ -15,6 +15,12 @@ void *fr_aligned_alloc(size_t n);       // 64-byte aligned, free with fr_free
 char *fr_strdup(const char *s);
 void fr_free(void *p);
 
+// Per-thread out-of-memory indicator (like errno): set when an allocation on this thread
+// fails. Lets callers of libraries that report every failure alike (cJSON returns NULL for
+// both bad JSON and no memory) tell the two apart: clear, call, then test.
+void fr_alloc_oom_clear(void);
+int fr_alloc_oom(void);
+
 // Installs cJSON hooks so cJSON allocations are counted and can be failed. Idempotent.
 void fr_alloc_init(void);
 

@@ -165,9 +165,10 @@ fr_status fr_config_parse(fr_config *cfg, const char *json, size_t len, fr_err *
     fr_status st = FR_OK;
     if (len > MAX_CONFIG_BYTES)
         return fr_fail(err, FR_ERR_TOO_LARGE, "config: %zu bytes is over the 1 MiB limit", len);
+    fr_alloc_oom_clear();
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root) {
-        // cJSON_GetErrorPtr is not thread-safe; report the position only approximately.
+        if (fr_alloc_oom()) return fr_fail(err, FR_ERR_NOMEM, "config: out of memory");
         return fr_fail(err, FR_ERR_FORMAT, "config: not valid JSON");
     }
     if (!cJSON_IsObject(root)) {

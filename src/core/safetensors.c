@@ -190,9 +190,14 @@ fr_status fr_st_parse(fr_st_file *f, unsigned char *buf, size_t size, fr_err *er
         st = fr_fail(err, FR_ERR_FORMAT, "safetensors: header is not valid UTF-8");
         goto fail;
     }
+    fr_alloc_oom_clear();
     root = cJSON_ParseWithLength((const char *)h, (size_t)n);
+    if (!root && fr_alloc_oom()) {
+        st = fr_fail(err, FR_ERR_NOMEM, "safetensors: out of memory parsing the header");
+        goto fail;
+    }
     if (!root || !cJSON_IsObject(root)) {
-        st = fr_fail(err, root ? FR_ERR_FORMAT : FR_ERR_FORMAT, "safetensors: header is not a JSON object");
+        st = fr_fail(err, FR_ERR_FORMAT, "safetensors: header is not a JSON object");
         goto fail;
     }
     f->data_start = 8 + (size_t)n;
