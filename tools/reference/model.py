@@ -229,9 +229,38 @@ def clip_boxes(boxes, h, w, plus_one):
 
 
 def stable_desc(scores):
-    """Indices sorting scores descending, ties by lower index first (documented tie rule for the
-    py-faster-rcnn path, whose numpy quicksort has no defined tie order)."""
+    """Indices sorting scores descending, ties by lower index first: the tie rule of every sort
+    here (torch.topk, torch.sort and numpy's quicksort, used by the references, leave the order of
+    equal scores undefined; exact ties do occur by chance among thousands of float32 scores)."""
     return torch.from_numpy(np.argsort(-scores.numpy(), kind="stable"))
+
+
+def topk_stable(scores, k):
+    """(values, indices) of the k largest scores, ties by lower index first. Equal to torch.topk
+    (detectron2's choice) except for the order of exactly equal scores, which torch.topk leaves
+    undefined; fixing it makes the fixtures reproducible by another implementation."""
+    idx = stable_desc(scores)[:k]
+    return scores[idx], idx
+
+
+def batched_nms(boxes, scores, idxs, thresh):
+    """torchvision 0.14 ops.batched_nms, step by step: above 4000 coordinates (1000 boxes) one
+    nms per class, the union then sorted by score (stable here, unstable there); otherwise the
+    coordinate trick (class * (max coordinate + 1) added to the boxes in float32, then one nms),
+    which rounds the coordinates of high class indices (shared/docs/semantics.md D).
+    torchvision's nms itself sorts stably and suppresses when IoU > thresh (no +1)."""
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    if boxes.numel() > 4000:
+        keep_mask = torch.zeros_like(scores, dtype=torch.bool)
+        for c in torch.unique(idxs):
+            cur = torch.where(idxs == c)[0]
+            keep_mask[cur[torchvision.ops.nms(boxes[cur], scores[cur], thresh)]] = True
+        keep = torch.where(keep_mask)[0]
+        return keep[stable_desc(scores[keep])]
+    max_coordinate = boxes.max()
+    offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
+    return torchvision.ops.nms(boxes + offsets[:, None], scores, thresh)
 
 
 def nms_plus_one(boxes, scores, thresh):
@@ -480,7 +509,7 @@ class Detector:
         if self.cfg["family"] == "detectron2":
             # find_top_rpn_proposals: top-k -> finite -> clip -> nonempty -> batched_nms -> keep
             k = min(scores.shape[0], r["pre_nms_topk"])
-            top_s, top_i = scores.topk(k)
+            top_s, top_i = topk_stable(scores, k)
             b = boxes[top_i]
             valid = torch.isfinite(b).all(dim=1) & torch.isfinite(top_s)
             b, top_s = b[valid], top_s[valid]
@@ -493,7 +522,7 @@ class Detector:
                 keep = nms_plus_one(b, top_s, r["nms_thresh"])
             else:
                 lvl = torch.zeros(b.shape[0], dtype=torch.int64)
-                keep = torchvision.ops.batched_nms(b.float(), top_s, lvl, r["nms_thresh"])
+                keep = batched_nms(b.float(), top_s, lvl, r["nms_thresh"])
             keep = keep[: r["post_nms_topk"]]
             return b[keep], top_s[keep]
         # py-faster-rcnn proposal_layer: clip -> min size (x im_scale) -> sort -> top-k -> NMS
@@ -591,7 +620,7 @@ class Detector:
         if p1:
             keep = self._per_class_nms_plus_one(b, s, cls, hd["nms_thresh"])
         else:
-            keep = torchvision.ops.batched_nms(b.float(), s, cls, hd["nms_thresh"])
+            keep = batched_nms(b.float(), s, cls, hd["nms_thresh"])
         keep = keep[: hd["detections_per_image"]]
         b, s, cls = b[keep], s[keep], cls[keep]
         # detector_postprocess: scale to the original size, clip, drop empty boxes
