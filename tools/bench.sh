@@ -94,8 +94,11 @@ rc=0
 if [ -f "$work/peers.json" ]; then
     "$py" "$here/bench_peers.py" --compare --peers "$work/peers.json" --ours "$work/ours.json" \
         ${BENCH_STRICT:+--strict} || rc=$?
+elif [ -f "$work/ours.json" ]; then
+    echo "bench: no peer results: our own targets only"
+    "$py" "$here/bench_peers.py" --compare --ours "$work/ours.json" ${BENCH_STRICT:+--strict} || rc=$?
 else
-    echo "bench: no peer results: no comparison"
+    echo "bench: no results to compare"
     [ -z "${BENCH_STRICT:-}" ] || rc=1
 fi
 echo

@@ -52,6 +52,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SETTING_RE = re.compile(r"^([0-9]{2,5})x([0-9]{2,5})/([0-9]{1,5})$")
 DEFAULT_SETTINGS = ["800x1333/1000", "600x1000/300"]
+EXPORT_VERSION = 1  # part of the ONNX cache key: bump when _modules() or the export call changes
 
 
 def parse_setting(s):
@@ -349,7 +350,8 @@ def worker_export(args):
     feats.numpy().tofile(os.path.join(args.dir, "rois.f32"))
     obj.contiguous().numpy().tofile(os.path.join(args.dir, "objectness.f32"))
     head.contiguous().numpy().tofile(os.path.join(args.dir, "pooled.f32"))
-    key = dict(_model_key(args.model), setting=args.setting, torch=torch.__version__, opset=13)
+    key = dict(_model_key(args.model), setting=args.setting, torch=torch.__version__, opset=13,
+               version=EXPORT_VERSION)
     stamp = os.path.join(args.dir, "stamp.json")
     try:
         with open(stamp) as f:
@@ -471,7 +473,7 @@ def fmt(v, w=9, prec=1):
 
 def print_peers(doc):
     print("\nPeers: PyTorch %s, ONNX Runtime %s, %d threads, warm-up %d, best of %d run(s); times in ms"
-          % (doc.get("torch"), doc.get("ort") or "n/a", doc["threads"], doc["warmup"], doc["runs"]))
+          % (doc.get("torch") or "n/a", doc.get("ort") or "n/a", doc["threads"], doc["warmup"], doc["runs"]))
     hdr = "%-15s %-16s %9s %9s %9s %9s %9s %9s %9s" % (
         "setting", "peer", "backbone", "RPN", "RoIAlign", "res5", "other", "total", "RSS MB")
     print(hdr)
