@@ -18,13 +18,12 @@ CC ?= cc
 # OpenBLAS's OpenMP build: its threads and ours (OpenMP loops around the GEMMs) share one
 # pool instead of two pools spinning against each other on the same cores.
 BLAS_DIR = /usr/lib/x86_64-linux-gnu/openblas-openmp
-export PKG_CONFIG_PATH := $(BLAS_DIR)/pkgconfig
 PKGS = openblas libcjson libmicrohttpd expat
 CFLAGS ?= $(OPT)
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -pthread -fopenmp $(SANFLAGS) \
-          -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+          -Isrc $(shell PKG_CONFIG_PATH=$(BLAS_DIR)/pkgconfig pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += -pthread -fopenmp $(SANFLAGS) -Wl,-rpath,$(BLAS_DIR)
-LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -lcjson -lmicrohttpd -lexpat) -lm
+LDLIBS += $(shell PKG_CONFIG_PATH=$(BLAS_DIR)/pkgconfig pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -lcjson -lmicrohttpd -lexpat) -lm
 
 LIB_DIRS = src/core src/backbone src/rpn src/roi src/head src/detector src/server src/eval
 LIB_SRC = $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
@@ -48,6 +47,8 @@ $(BUILD)/libfrcnn.a: $(LIB_OBJ)
 
 $(BUILD)/frcnn: $(CLI_OBJ) $(BUILD)/libfrcnn.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/src/server/page.o: src/server/page.html docs/api/openapi.yaml
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -101,10 +102,10 @@ FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN = $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_CFLAGS = -O1 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unknown-pragmas -pthread -Isrc \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+              $(shell PKG_CONFIG_PATH=$(BLAS_DIR)/pkgconfig pkg-config --cflags $(PKGS) 2>/dev/null)
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS) -Wl,-rpath,$(BLAS_DIR)
 
 fuzz: $(FUZZ_BIN)
 	@for b in $(FUZZ_BIN); do n=$${b#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus/$$n; \
