@@ -321,9 +321,14 @@ static void *post_photo(void *arg) {
 }
 
 TEST(test_admission_and_drain) {
-    // H17 with the real model: 1 worker, 1 waiting; a third concurrent request gets 503
+    // H17 with the real model: 1 worker, 1 waiting; a third concurrent request gets 503.
+    // Every detection is made 1.5 s slower (test hook) so the three requests overlap
+    // whatever the machine's speed.
     srv s;
-    CHECK(start(&s, "--queue", "1") == 0);
+    setenv("FRCNN_TEST_DETECT_DELAY_MS", "1500", 1);
+    int started = start(&s, "--queue", "1");
+    unsetenv("FRCNN_TEST_DETECT_DELAY_MS");
+    CHECK(started == 0);
     if (s.port <= 0) return;
     job jobs[3] = {{s.port, 0, 0}, {s.port, 0, 0}, {s.port, 0, 0}};
     pthread_t t[3];

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -19,6 +20,7 @@ typedef struct {
     int threads;       // compute threads per worker, 0 = the library default
     fr_model *model;
     char *model_json;
+    int test_delay_ms; // test hook: FRCNN_TEST_DETECT_DELAY_MS makes every detection this much slower
 } engine_state;
 
 static double now_ms(void) {
@@ -108,6 +110,10 @@ static fr_status eng_detect(void *user, void *worker, const unsigned char *bytes
     double dec = now_ms() - t0;
     fr_result r;
     memset(&r, 0, sizeof r);
+    if (e->test_delay_ms) {
+        struct timespec d = {e->test_delay_ms / 1000, (e->test_delay_ms % 1000) * 1000000L};
+        nanosleep(&d, NULL);
+    }
     s = fr_detect(worker, &img, opts, &r, err);
     fr_image_free(&img);
     if (s) {
@@ -145,6 +151,11 @@ fr_status fr_engine_model_new(fr_engine *eng, const char *model_path, const char
     }
     e->limits = *limits;
     e->threads = threads;
+    const char *delay = getenv("FRCNN_TEST_DETECT_DELAY_MS"); // test hook (tests/test_server.c)
+    if (delay) {
+        long v = strtol(delay, NULL, 10);
+        e->test_delay_ms = v > 0 && v < 60000 ? (int)v : 0;
+    }
     eng->user = e;
     eng->load = eng_load;
     eng->unload = eng_unload;
