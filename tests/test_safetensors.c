@@ -87,7 +87,7 @@ TEST(test_subnormal_half) {
 
 TEST(test_bad_headers) {
     fr_err e = {0};
-    float d[6] = {0};
+    float d[8] = {0}; // 24 bytes used; 32 so the 28-byte "too long" case reads inside it
     const char *ok = "{\"a\":{\"dtype\":\"F32\",\"shape\":[6],\"data_offsets\":[0,24]}}";
     CHECK(parse(ok, d, 24, &e) == FR_OK);
     // W2: truncated in the data / in the header

@@ -84,7 +84,8 @@ static void align_geometry(const fr_roi_params *p, const float *box, align_geom 
     g->gw = p->sampling_ratio > 0 ? p->sampling_ratio : (int)ceilf(rw / (float)out);
     if (g->gh < 0) g->gh = 0;
     if (g->gw < 0) g->gw = 0;
-    const int prod = g->gh * g->gw;
+    // torchvision multiplies in int (UB past 2^31 samples); 64 bits keep huge RoIs defined
+    const long long prod = (long long)g->gh * g->gw;
     g->count = (float)(prod > 1 ? prod : 1);
 }
 
