@@ -4,6 +4,7 @@
 // equal to the numpy golden), --plot, results problems, and refusing incomplete runs.
 #include "core/alloc.h"
 #include "eval/voc_internal.h"
+#include "cli.h"
 #include "harness.h"
 
 #include <cjson/cJSON.h>
@@ -12,49 +13,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static char g_tmp[256], g_out[300], g_err[300];
-static const char *g_bin;
-
-// Runs frcnn with argv (NULL-terminated, without the program); stdout and stderr go to files.
-// Returns the exit status (-1 if it did not exit normally).
-static int frcnn(const char *const *args) {
-    const char *argv[64] = {g_bin};
-    int n = 1;
-    for (; args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (!freopen(g_out, "w", stdout) || !freopen(g_err, "w", stderr)) _exit(126);
-        execv(g_bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *p) {
-    char *b = NULL;
-    size_t n;
-    fr_err e = {0};
-    fr_voc_read_file(p, 1 << 24, &b, &n, &e);
-    return b;
-}
-
-// The last line of stderr, which must be the only error line for exit status 1 and 2.
-static int last_err_has(const char *needle) {
-    char *b = slurp(g_err);
-    if (!b) return 0;
-    size_t n = strlen(b);
-    while (n && b[n - 1] == '\n') b[--n] = 0;
-    char *last = strrchr(b, '\n');
-    last = last ? last + 1 : b;
-    int ok = strncmp(last, "frcnn eval: ", 12) == 0 && strstr(last, needle) != NULL;
-    if (!ok) fprintf(stderr, "  last stderr line: '%s' (want '%s')\n", last, needle);
-    fr_free(b);
-    return ok;
-}
 
 static int out_has(const char *needle) {
     char *b = slurp(g_out);
@@ -256,36 +214,13 @@ TEST(test_incomplete_run_refused) {
     CHECK(frcnn(a) == 1 && last_err_has("different image list"));
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 int main(void) {
-    fr_alloc_init();
-    const char *b = getenv("FRCNN");
-    static char bin[300];
-    if (!b || !*b) {
-        const char *d = getenv("BUILD");
-        snprintf(bin, sizeof bin, "%s/frcnn", d && *d ? d : "build");
-        b = bin;
-    }
-    g_bin = b;
-    if (access(g_bin, X_OK) != 0) {
-        fprintf(stderr, "  FAIL: %s is not built\n", g_bin);
-        h_failed++;
-        return harness_done(__FILE__);
-    }
-    mkdir("build", 0777);
-    snprintf(g_tmp, sizeof g_tmp, "build/tmp_eval_cli_XXXXXX");
-    if (!mkdtemp(g_tmp)) return 1;
-    snprintf(g_out, sizeof g_out, "%s/stdout", g_tmp);
-    snprintf(g_err, sizeof g_err, "%s/stderr", g_tmp);
+    if (cli_begin("eval_cli")) return harness_done(__FILE__);
     RUN(test_help_and_usage);
     RUN(test_vrows_scored);
     RUN(test_results_problems);
     RUN(test_golden_case_json_and_plots);
     RUN(test_incomplete_run_refused);
-    if (!h_failed) nftw(g_tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    cli_end();
     return harness_done(__FILE__);
 }
