@@ -54,7 +54,7 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libfrcnn.a tests/harness.h
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libfrcnn.a tests/harness.h tests/cli.h tests/fixture.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libfrcnn.a $(LDFLAGS) $(LDLIBS)
 
@@ -63,7 +63,8 @@ test-deps:
 
 # Golden data from the PyTorch reference (tools/reference), regenerated when the tools change.
 fixtures: $(FIXTURES)/.stamp
-$(FIXTURES)/.stamp: $(wildcard tools/reference/*.py) tools/voc_eval_ref.py | test-deps
+$(FIXTURES)/.stamp: $(wildcard tools/reference/*.py) tools/voc_eval_ref.py tools/demo_eval.py \
+		tools/shapes.py models/demo.safetensors | test-deps
 	@mkdir -p $(FIXTURES)
 	$(PY) tools/reference/make_fixtures.py --out $(FIXTURES)
 	@touch $@

@@ -34,7 +34,8 @@ static void usage(FILE *f) {
         "  --voc DIR             the VOC year directory (VOCdevkit/VOC2007): Annotations/<id>.xml,\n"
         "                        ImageSets/Main/<set>.txt, JPEGImages/<id>.jpg\n"
         "  --set NAME            image set (default test)\n"
-        "  --classes a,b,...     classes to evaluate, in order (default: the 20 VOC classes)\n"
+        "  --classes a,b,...     classes to evaluate, in order (default: the 20 VOC classes,\n"
+        "                        or the model's own when none of them is a VOC class)\n"
         "  --bad-boxes MODE      ground-truth boxes with xmin > xmax, ymin > ymax or outside the\n"
         "                        image: keep (default, as voc_eval.py), skip, or clip to <size>\n"
         "\n"
@@ -327,6 +328,22 @@ static void names_free(names *l) {
     l->n = 0;
 }
 
+// The classes evaluated when --classes is not given: the 20 VOC classes (out->n stays 0), or
+// the model's own classes when none of them is a VOC class (a model trained on another
+// VOC-layout dataset, such as the bundled shapes demo). 0, or -1 when out of memory.
+static int model_classes(const fr_config *cfg, names *out) {
+    for (int k = 0; k < cfg->num_classes; k++)
+        for (int j = 0; j < FR_VOC_NUM_CLASSES; j++)
+            if (!strcmp(fr_voc_class_alias(cfg->classes[k]), fr_voc_classes[j])) return 0;
+    if (!(out->v = fr_calloc((size_t)cfg->num_classes, sizeof *out->v))) return -1;
+    for (int k = 0; k < cfg->num_classes; k++, out->n++)
+        if (!(out->v[k] = fr_strdup(cfg->classes[k]))) {
+            names_free(out);
+            return -1;
+        }
+    return 0;
+}
+
 // Splits "a,b,c" (empty names and duplicates are errors). 0, or -1 with a message.
 static int split_classes(const char *s, names *out, char *why, size_t cap) {
     out->v = NULL;
@@ -448,9 +465,9 @@ static int score(const args *a, fr_voc_dataset *ds, const char *dir, const fr_vo
     return 0;
 }
 
-static int run_model(const args *a, fr_voc_dataset *ds, const fr_voc_limits *lim) {
+// m: the model, loaded by the caller; run_model frees it.
+static int run_model(const args *a, fr_voc_dataset *ds, const fr_voc_limits *lim, fr_model *m) {
     fr_err e = {0};
-    fr_model *m = NULL;
     fr_session *s = NULL;
     model_ctx c = {0};
     int rc = 1;
@@ -477,8 +494,7 @@ static int run_model(const args *a, fr_voc_dataset *ds, const fr_voc_limits *lim
         }
         out = out_default;
     }
-    if (fr_model_load(&m, a->model, a->config, &e) != FR_OK ||
-        fr_session_new(&s, m, &e) != FR_OK) {
+    if (fr_session_new(&s, m, &e) != FR_OK) {
         fprintf(stderr, "frcnn eval: %s\n", e.msg);
         goto done;
     }
@@ -577,6 +593,20 @@ int fr_cli_eval(int argc, char **argv) {
         names_free(&cls);
         return bad_usage("%s", why);
     }
+    fr_model *m = NULL;
+    if (a.model) {
+        fr_err me = {0};
+        if (fr_model_load(&m, a.model, a.config, &me) != FR_OK) {
+            names_free(&cls);
+            fprintf(stderr, "frcnn eval: %s\n", me.msg);
+            return 1;
+        }
+        if (!a.classes && model_classes(fr_model_config(m), &cls)) {
+            fr_model_free(m);
+            fprintf(stderr, "frcnn eval: out of memory\n");
+            return 1;
+        }
+    }
     fr_voc_dataset_opts dopt;
     fr_voc_dataset_opts_default(&dopt);
     dopt.boxes = a.boxes;
@@ -587,13 +617,14 @@ int fr_cli_eval(int argc, char **argv) {
     names_free(&cls);
     if (st != FR_OK) {
         fprintf(stderr, "frcnn eval: %s\n", e.msg);
+        fr_model_free(m);
         return 1;
     }
     if (a.quiet) fr_log_set_level(FR_LOG_ERROR);
     else warn_dataset(&ds);
     int rc = 1;
     if (a.model) {
-        rc = run_model(&a, &ds, &dopt.lim);
+        rc = run_model(&a, &ds, &dopt.lim, m);
     } else if (a.merge) {
         if (fr_voc_merge(&ds, (const char *const *)a.pos, a.npos, a.out, &e) != FR_OK)
             fprintf(stderr, "frcnn eval: %s\n", e.msg);
