@@ -5,6 +5,7 @@
 #include "harness.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static unsigned long rng = 12345;
 static float frand(void) { // uniform in [-1, 1)
@@ -93,6 +94,40 @@ TEST(test_conv_paths) {
     check_conv(2, 64, 64, 64, 16, 3, 1, 1, 1, 2, 1); // chunked 3x3 accumulating onto y
 }
 
+// conv1 raw + conv2 reading relu(t + b1) in its im2col == conv1 with its epilogue + conv2, bit
+// for bit, over kernel sizes, strides, paddings (edges of every side) and odd channel counts.
+static void check_act_in(int n, int h, int w, int c0, int c1, int c2, int k, int s, int p) {
+    fr_conv a, b;
+    CHECK(fr_conv_alloc(&a, c0, c1, 1, 1, 1, 0) == FR_OK);
+    CHECK(fr_conv_alloc(&b, c1, c2, k, k, s, p) == FR_OK);
+    for (int i = 0; i < c1 * c0; i++) a.w[i] = frand();
+    for (int i = 0; i < c1; i++) a.b[i] = frand(); // about half the pre-activations end negative
+    for (int i = 0; i < c2 * k * k * c1; i++) b.w[i] = frand();
+    for (int i = 0; i < c2; i++) b.b[i] = frand();
+    int ho = fr_conv_out(&b, h), wo = fr_conv_out(&b, w);
+    size_t nx = (size_t)n * h * w * c0, nt = (size_t)n * h * w * c1, ny = (size_t)n * ho * wo * c2;
+    float *x = fr_malloc(nx * sizeof(float)), *t = fr_malloc(nt * sizeof(float));
+    float *y0 = fr_malloc(ny * sizeof(float)), *y1 = fr_malloc(ny * sizeof(float));
+    float *scr = fr_malloc((fr_conv_scratch(&b, n, h, w) + 64) * sizeof(float));
+    for (size_t i = 0; i < nx; i++) x[i] = frand();
+    fr_tensor tx = {x, n, h, w, c0}, tt = {t, n, h, w, c1}, t0 = {y0, n, ho, wo, c2}, t1 = {y1, n, ho, wo, c2};
+    fr_conv_forward(&a, &tx, &tt, NULL, 1, scr);
+    fr_conv_forward(&b, &tt, &t0, NULL, 1, scr);
+    fr_conv_forward_raw(&a, &tx, &tt, scr);
+    fr_conv_forward_act_in(&b, &tt, a.b, &t1, NULL, 1, scr);
+    CHECKF(memcmp(y0, y1, ny * sizeof(float)) == 0, "k %d s %d p %d %dx%d c %d->%d->%d", k, s, p, h, w, c0, c1, c2);
+    fr_free(x), fr_free(t), fr_free(y0), fr_free(y1), fr_free(scr);
+    fr_conv_free(&a), fr_conv_free(&b);
+}
+
+TEST(test_conv_act_in) {
+    check_act_in(2, 7, 7, 16, 24, 8, 3, 1, 1); // res5's 7x7 maps
+    check_act_in(1, 9, 13, 8, 5, 7, 3, 2, 1);  // strided, odd channels
+    check_act_in(1, 6, 5, 4, 3, 6, 7, 2, 3);   // stem-like: wider than the image
+    check_act_in(2, 5, 6, 4, 6, 5, 3, 1, 0);   // no padding
+    check_act_in(1, 2, 3, 3, 4, 2, 3, 1, 2);   // padding larger than the image's edge
+}
+
 TEST(test_maxpool) {
     int n = 2, h = 9, w = 6, C = 3;
     float x[2 * 9 * 6 * 3];
@@ -141,6 +176,7 @@ TEST(test_meanpool_linear) {
 
 int main(void) {
     RUN(test_conv_paths);
+    RUN(test_conv_act_in);
     RUN(test_maxpool);
     RUN(test_meanpool_linear);
     return harness_done(__FILE__);

@@ -83,21 +83,43 @@ size_t fr_conv_scratch(const fr_conv *c, int n, int h, int w) {
     return (rows < ch ? rows : ch) * c->kh * c->kw * c->cin;
 }
 
-// Builds im2col rows [r0, r1) of the output grid into col ((r1-r0) x K).
-static void im2col(const fr_conv *c, const fr_tensor *x, int ho, int wo, size_t r0, size_t r1, float *col) {
-    int C = c->cin;
-    size_t K = (size_t)c->kh * c->kw * C;
+// dst[k] = max(src[k] + bias[k mod c], 0) for k < n (n a multiple of c): the epilogue of the
+// producing convolution (same operations in the same order), applied while copying.
+static void copy_act(float *restrict dst, const float *restrict src, const float *restrict bias, int c, int n) {
+    for (int p = 0; p < n; p += c, dst += c, src += c)
+        for (int k = 0; k < c; k++) {
+            float v = src[k] + bias[k];
+            dst[k] = v > 0.0f ? v : 0.0f;
+        }
+}
+
+// Builds im2col rows [r0, r1) of the output grid into col ((r1-r0) x K). The kw taps of one
+// kernel row read consecutive input pixels, so each kernel row is one copy of its in-range
+// taps between zero fills. in_bias: NULL, or the input is relu(x + in_bias) (see
+// fr_conv_forward_act_in).
+static void im2col(const fr_conv *c, const fr_tensor *x, const float *in_bias, int ho, int wo, size_t r0,
+                   size_t r1, float *col) {
+    int C = c->cin, kw = c->kw;
+    size_t K = (size_t)c->kh * kw * C;
 #pragma omp parallel for schedule(static) if ((r1 - r0) * K > 65536)
     for (size_t r = r0; r < r1; r++) {
         int ox = (int)(r % wo), oy = (int)((r / wo) % ho), n = (int)(r / ((size_t)wo * ho));
         float *dst = col + (r - r0) * K;
-        for (int ky = 0; ky < c->kh; ky++) {
+        int ix0 = ox * c->stride - c->pad;
+        int lo = ix0 < 0 ? -ix0 : 0;                           // first in-range tap
+        int hi = x->w - ix0 < kw ? x->w - ix0 : kw;             // one past the last
+        if (hi < lo) hi = lo;
+        for (int ky = 0; ky < c->kh; ky++, dst += (size_t)kw * C) {
             int iy = oy * c->stride - c->pad + ky;
-            for (int kx = 0; kx < c->kw; kx++, dst += C) {
-                int ix = ox * c->stride - c->pad + kx;
-                if (iy < 0 || iy >= x->h || ix < 0 || ix >= x->w) memset(dst, 0, C * sizeof(float));
-                else memcpy(dst, x->data + (((size_t)n * x->h + iy) * x->w + ix) * C, C * sizeof(float));
+            if (iy < 0 || iy >= x->h || hi == lo) {
+                memset(dst, 0, (size_t)kw * C * sizeof(float));
+                continue;
             }
+            if (lo) memset(dst, 0, (size_t)lo * C * sizeof(float));
+            const float *src = x->data + (((size_t)n * x->h + iy) * x->w + ix0 + lo) * C;
+            if (in_bias) copy_act(dst + (size_t)lo * C, src, in_bias, C, (hi - lo) * C);
+            else memcpy(dst + (size_t)lo * C, src, (size_t)(hi - lo) * C * sizeof(float));
+            if (hi < kw) memset(dst + (size_t)hi * C, 0, (size_t)(kw - hi) * C * sizeof(float));
         }
     }
 }
@@ -118,8 +140,10 @@ static void epilogue(float *restrict y, size_t rows, int cout, const float *rest
     }
 }
 
-void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const fr_tensor *residual, int relu,
-                     float *scratch) {
+// act: -1 no epilogue at all (no bias), 0 bias (+ residual), 1 bias (+ residual) then ReLU.
+static void conv_forward(const fr_conv *c, const fr_tensor *x, const float *in_bias, fr_tensor *y,
+                         const fr_tensor *residual, int act, float *scratch) {
+    int relu = act > 0;
     int ho = fr_conv_out(c, x->h), wo = fr_conv_out(c, x->w);
     FR_ASSERT(x->c == c->cin && y->c == c->cout && y->h == ho && y->w == wo && y->n == x->n);
     size_t rows = (size_t)x->n * ho * wo;
@@ -144,17 +168,32 @@ void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const f
             a = scratch;
         }
         fr_gemm_nt((int)rows, c->cout, K, a, c->w, beta, y->data);
-        epilogue(y->data, rows, c->cout, c->b, res, relu);
+        if (act >= 0) epilogue(y->data, rows, c->cout, c->b, res, relu);
         return;
     }
     size_t ch = chunk_rows(c);
     for (size_t r0 = 0; r0 < rows; r0 += ch) {
         size_t r1 = r0 + ch < rows ? r0 + ch : rows;
-        im2col(c, x, ho, wo, r0, r1, scratch);
+        im2col(c, x, in_bias, ho, wo, r0, r1, scratch);
         float *yr = y->data + r0 * c->cout;
         fr_gemm_nt((int)(r1 - r0), c->cout, K, scratch, c->w, beta, yr);
-        epilogue(yr, r1 - r0, c->cout, c->b, res ? res + r0 * c->cout : NULL, relu);
+        if (act >= 0) epilogue(yr, r1 - r0, c->cout, c->b, res ? res + r0 * c->cout : NULL, relu);
     }
+}
+
+void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const fr_tensor *residual, int relu,
+                     float *scratch) {
+    conv_forward(c, x, NULL, y, residual, relu ? 1 : 0, scratch);
+}
+
+void fr_conv_forward_raw(const fr_conv *c, const fr_tensor *x, fr_tensor *y, float *scratch) {
+    conv_forward(c, x, NULL, y, NULL, -1, scratch);
+}
+
+void fr_conv_forward_act_in(const fr_conv *c, const fr_tensor *x, const float *in_bias, fr_tensor *y,
+                            const fr_tensor *residual, int relu, float *scratch) {
+    FR_ASSERT(!is_pointwise(c) && in_bias);
+    conv_forward(c, x, in_bias, y, residual, relu ? 1 : 0, scratch);
 }
 
 void fr_maxpool3x3s2(const fr_tensor *x, fr_tensor *y) {

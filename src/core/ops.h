@@ -44,6 +44,17 @@ size_t fr_conv_scratch(const fr_conv *c, int n, int h, int w);
 void fr_conv_forward(const fr_conv *c, const fr_tensor *x, fr_tensor *y, const fr_tensor *residual,
                      int relu, float *scratch);
 
+// y = conv(x) alone: no bias, no ReLU, no pass over y after the GEMM. For a producer whose
+// bias and ReLU the consumer applies (fr_conv_forward_act_in).
+void fr_conv_forward_raw(const fr_conv *c, const fr_tensor *x, fr_tensor *y, float *scratch);
+
+// fr_conv_forward of a kxk convolution (not 1x1 without padding) on the input relu(x + in_bias)
+// (in_bias: x->c values), computed while the im2col rows are built: with the producer run by
+// fr_conv_forward_raw this saves the producer's pass over its output. Same results bit for bit
+// as fr_conv_forward on the activated input.
+void fr_conv_forward_act_in(const fr_conv *c, const fr_tensor *x, const float *in_bias, fr_tensor *y,
+                            const fr_tensor *residual, int relu, float *scratch);
+
 // 3x3/2 max pool with padding 1 (floor mode), -inf padding: detectron2's stem pool.
 void fr_maxpool3x3s2(const fr_tensor *x, fr_tensor *y);
 static inline int fr_maxpool_out(int n) { return (n + 2 - 3) / 2 + 1; }
