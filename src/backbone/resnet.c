@@ -94,6 +94,11 @@ fr_status fr_stage_load(fr_stage *s, fr_st_file *f, const char *prefix, int nblo
         if (b->has_shortcut) {
             snprintf(name, sizeof name, "%s.%d.shortcut", prefix, i);
             if ((st = fr_conv_load(&b->shortcut, f, name, c, out, 1, i == 0 ? stride : 1, 0, eps, err))) goto fail;
+            // the block adds both biases in conv3's epilogue (block_forward): one pass fewer
+            for (int k = 0; k < out; k++) {
+                b->conv3.b[k] += b->shortcut.b[k];
+                b->shortcut.b[k] = 0.0f;
+            }
         } else if (out != c) {
             st = fr_fail(err, FR_ERR_FORMAT, "%s.%d: %d input and %d output channels need a shortcut", prefix, i, c,
                          out);
@@ -209,11 +214,12 @@ static void block_forward(const fr_bottleneck *b, const fr_tensor *x, fr_tensor 
     *y = (fr_tensor){y->data, x->n, h2, w2, b->conv3.cout};
     fr_tensor r = *x;
     if (b->has_shortcut) {
-        fr_conv_forward(&sc, x, y, NULL, 0, rest); // y = shortcut(x)
-        r = *y;                                    // conv3 accumulates onto it
+        fr_conv_forward_raw(&sc, x, y, rest); // y = shortcut(x) without its bias (folded into conv3's)
+        r = *y;                               // conv3 accumulates onto it
     }
-    fr_conv_forward(&c1, x, &t1, NULL, 1, rest);
-    fr_conv_forward(&b->conv2, &t1, &t2, NULL, 1, rest);
+    // conv1's bias and ReLU are applied by conv2 while it builds its im2col rows
+    fr_conv_forward_raw(&c1, x, &t1, rest);
+    fr_conv_forward_act_in(&b->conv2, &t1, c1.b, &t2, NULL, 1, rest);
     fr_conv_forward(&b->conv3, &t2, y, &r, 1, rest);
 }
 
