@@ -3,6 +3,7 @@
 
 #include "alloc.h"
 #include "timer.h"
+#include "winograd.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -43,7 +44,8 @@ fr_status fr_conv_alloc(fr_conv *c, int cin, int cout, int kh, int kw, int strid
 void fr_conv_free(fr_conv *c) {
     fr_free(c->w);
     fr_free(c->b);
-    c->w = c->b = NULL;
+    fr_free(c->wu);
+    c->w = c->b = c->wu = NULL;
 }
 
 void fr_conv_set_weight_oihw(fr_conv *c, const float *w) {
@@ -79,8 +81,9 @@ size_t fr_conv_scratch(const fr_conv *c, int n, int h, int w) {
     size_t rows = (size_t)n * fr_conv_out(c, h) * fr_conv_out(c, w);
     if (is_pointwise(c) && c->stride == 1) return 0;
     if (is_pointwise(c)) return rows * c->cin;
-    size_t ch = chunk_rows(c);
-    return (rows < ch ? rows : ch) * c->kh * c->kw * c->cin;
+    size_t ch = chunk_rows(c), col = (rows < ch ? rows : ch) * c->kh * c->kw * c->cin;
+    size_t wino = fr_wino_scratch(c, n, h, w);
+    return col > wino ? col : wino;
 }
 
 // dst[k] = max(src[k] + bias[k mod c], 0) for k < n (n a multiple of c): the epilogue of the
@@ -169,6 +172,11 @@ static void conv_forward(const fr_conv *c, const fr_tensor *x, const float *in_b
         }
         fr_gemm_nt((int)rows, c->cout, K, a, c->w, beta, y->data);
         if (act >= 0) epilogue(y->data, rows, c->cout, c->b, res, relu);
+        return;
+    }
+    if (c->wu) { // fast mode (its 3x3 weights are gone: fr_wino_prepare)
+        FR_ASSERT(act >= 0 && !res && beta == 0.0f);
+        fr_wino_forward(c, x, in_bias, y, relu, scratch);
         return;
     }
     size_t ch = chunk_rows(c);

@@ -17,6 +17,7 @@ typedef struct {
     int cin, cout, kh, kw, stride, pad;
     float *w; // [cout][kh][kw][cin], 64-byte aligned, owned by the model
     float *b; // [cout], owned by the model (zeros when the layer has none)
+    float *wu; // fast mode: Winograd weights [36][cout][cin] (winograd.h), else NULL
 } fr_conv;
 
 // Output side for input side n.
