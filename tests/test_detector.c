@@ -18,7 +18,9 @@ static double iou(const float *a, const float *b) {
 }
 
 // Runs model on image and compares with the fixture's proposals and detections.
-static void check_parity(const char *model_path, const char *fixture, const char *image, const char *label) {
+// fast: FR_MODEL_FAST (Winograd), held to the same criteria against the same reference.
+static void check_parity(const char *model_path, const char *fixture, const char *image, const char *label,
+                         unsigned flags) {
     fr_model *m = NULL;
     fr_session *s = NULL;
     fr_err e = {0};
@@ -26,8 +28,9 @@ static void check_parity(const char *model_path, const char *fixture, const char
     fr_image img = {0};
     fr_result r = {0};
     float *props = NULL, *db = NULL, *ds = NULL, *dc = NULL;
-    CHECKF(fr_model_load(&m, model_path, NULL, &e) == FR_OK, "%s", e.msg);
+    CHECKF(fr_model_load_ex(&m, model_path, NULL, flags, &e) == FR_OK, "%s", e.msg);
     if (!m) return;
+    CHECK(fr_model_fast(m) == !!(flags & FR_MODEL_FAST));
     CHECKF(fr_session_new(&s, m, &e) == FR_OK, "%s", e.msg);
     CHECKF(fr_st_open(&f, fixture, &e) == FR_OK, "%s", e.msg);
     fr_image_limits lim;
@@ -110,7 +113,23 @@ TEST(test_parity) {
         else snprintf(model, sizeof model, "%s", sets[i][0]);
         snprintf(fx, sizeof fx, "%s", fixture_path(sets[i][1]));
         snprintf(im, sizeof im, "%s", fixture_path(sets[i][2]));
-        check_parity(model, fx, im, sets[i][3]);
+        check_parity(model, fx, im, sets[i][3], 0);
+    }
+}
+
+// The fast mode against the same reference and criteria: the narrow models of both families
+// and the full-size ones on one photo each (the Winograd error grows with the channel count).
+TEST(test_parity_fast) {
+    static const int pick[] = {0, 1, 2, 3, 4, 5, 8};
+    for (size_t j = 0; j < sizeof pick / sizeof pick[0]; j++) {
+        size_t i = (size_t)pick[j];
+        char model[1024], fx[1024], im[1024], label[128];
+        if (sets[i][0][0] == '@') snprintf(model, sizeof model, "%s", fixture_path(sets[i][0] + 1));
+        else snprintf(model, sizeof model, "%s", sets[i][0]);
+        snprintf(fx, sizeof fx, "%s", fixture_path(sets[i][1]));
+        snprintf(im, sizeof im, "%s", fixture_path(sets[i][2]));
+        snprintf(label, sizeof label, "fast %s", sets[i][3]);
+        check_parity(model, fx, im, label, FR_MODEL_FAST);
     }
 }
 
@@ -176,9 +195,33 @@ TEST(test_alloc_failures) {
         fired_detect++;
         CHECKF(st != FR_OK, "allocation %ld of session + detect + JSON failed silently", k);
     }
-    printf("  allocation failures injected: %ld in model building, %ld in session + detect + JSON\n", fired_load,
-           fired_detect);
-    CHECK(fired_load > 100 && fired_detect > 3);
+    // fast mode: the Winograd weights of each layer, then a session and a detection with them
+    long fired_fast = 0;
+    for (long k = 1; m && k < 100000; k++) {
+        fr_model *mf = NULL;
+        fr_session *s = NULL;
+        fr_result r = {0};
+        CHECKF(fr_model_load_st(&mf, &f, NULL, 0, &e) == FR_OK, "%s", e.msg);
+        if (!mf) break;
+        fr_alloc_fail_at(k);
+        fr_status st = fr_model_make_fast(mf);
+        if (!st) st = fr_session_new(&s, mf, &e);
+        if (!st) st = fr_detect(s, &img, NULL, &r, &e);
+        int hit = fr_alloc_failed();
+        fr_alloc_fail_at(0);
+        fr_result_free(&r);
+        fr_session_free(s);
+        fr_model_free(mf);
+        if (!hit) {
+            CHECKF(st == FR_OK, "no failure injected but: %s", e.msg);
+            break;
+        }
+        fired_fast++;
+        CHECKF(st != FR_OK, "allocation %ld of fast mode + detect failed silently", k);
+    }
+    printf("  allocation failures injected: %ld in model building, %ld in session + detect + JSON, %ld in fast "
+           "mode\n", fired_load, fired_detect, fired_fast);
+    CHECK(fired_load > 100 && fired_detect > 3 && fired_fast > 20);
     fr_model_free(m);
     fr_st_close(&f);
     fr_image_free(&img);
@@ -186,6 +229,7 @@ TEST(test_alloc_failures) {
 
 int main(void) {
     RUN(test_parity);
+    RUN(test_parity_fast);
     RUN(test_alloc_failures);
     return harness_done(__FILE__);
 }

@@ -45,15 +45,18 @@ static void hook(int m, int n, int k, double ms, void *user) {
     p->v[p->n++] = (shape_t){m, n, k, st};
 }
 
+static int g_fast; // --fast
+
 static void usage(FILE *f) {
-    fprintf(f, "usage: frcnn bench -m MODEL [--image IMG] [--setting HxW/P]... [--runs N] [--json FILE]\n"
+    fprintf(f, "usage: frcnn bench -m MODEL [--image IMG] [--setting HxW/P]... [--runs N] [--json FILE] [--fast]\n"
                "Times every stage of detection on an H x W network input with P proposals, and\n"
                "cblas_sgemm alone on the same GEMM shapes in the same run; prints a table per setting.\n"
                "  -m, --model FILE    weights\n"
                "  --image IMG         photo to run on, stretched to W x H (default darknet's dog.jpg)\n"
                "  --setting HxW/P     default 800x1333/1000 and 600x1000/300\n"
                "  --runs N            timed runs, the best is reported (default 3)\n"
-               "  --json FILE         also write the figures as JSON\n");
+               "  --json FILE         also write the figures as JSON\n"
+               "  --fast              fast mode (Winograd F(4x4, 3x3) for the 3x3 stride-1 convolutions)\n");
 }
 
 // Bilinear stretch of img to w x h (only to give the bench an input of exactly that size).
@@ -124,6 +127,7 @@ static int bench_setting(const char *path, const char *base_json, const fr_image
     }
     fr_status lst = fr_model_load_st(&m, &f, cj, strlen(cj), &e);
     fr_st_close(&f);
+    if (!lst && g_fast && fr_model_make_fast(m)) lst = fr_fail(&e, FR_ERR_NOMEM, "out of memory (fast mode)");
     if (lst || fr_session_new(&s, m, &e)) {
         fprintf(stderr, "frcnn bench: %s\n", e.msg);
         goto done;
@@ -241,6 +245,7 @@ int fr_cli_bench(int argc, char **argv) {
         } else if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--image") && i + 1 < argc) image = argv[++i];
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+        else if (!strcmp(argv[i], "--fast")) g_fast = 1;
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -280,11 +285,12 @@ int fr_cli_bench(int argc, char **argv) {
     fr_image_limits lim;
     fr_image_limits_default(&lim);
     double t0 = fr_time_ms();
-    if (fr_model_load(&m, model, NULL, &e)) {
+    if (fr_model_load_ex(&m, model, NULL, g_fast ? FR_MODEL_FAST : 0, &e)) {
         fprintf(stderr, "frcnn bench: %s\n", e.msg);
         return 1;
     }
-    printf("model %s: %.1f MB of weights, file read + load %.0f ms\n", m->cfg.name, m->weight_bytes / 1e6,
+    printf("model %s%s: %.1f MB of weights, file read + load %.0f ms\n", m->cfg.name,
+           g_fast ? " (fast mode: Winograd)" : "", m->weight_bytes / 1e6,
            fr_time_ms() - t0);
     int rc = 0;
     FILE *js = NULL;

@@ -23,6 +23,8 @@ static void usage(FILE *f) {
             "A directory means its *.jpg, *.jpeg and *.png files, sorted by name.\n"
             "  -m, --model FILE         weights (.safetensors)\n"
             "  --config FILE            config JSON overriding the model's metadata\n"
+            "  --fast                   fast mode: Winograd convolutions, about 1.3x faster on\n"
+            "                           full-size models, boxes and scores slightly different\n"
             "  --score-threshold T      keep detections scoring above T (0..1; default: the model's)\n"
             "  --max-detections N       at most N per image (default: the model's)\n"
             "  --classes a,b,...        only these class names\n"
@@ -126,7 +128,7 @@ static void print_error(const char *img, const char *msg) {
 int fr_cli_detect(int argc, char **argv) {
     const char *model = NULL, *config = NULL, *draw = NULL, *classes = NULL, *list = NULL;
     float thr = -1;
-    int maxdet = 0, quiet = 0, rc = 0;
+    int maxdet = 0, quiet = 0, rc = 0, fast = 0;
     strlist imgs = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -142,6 +144,7 @@ int fr_cli_detect(int argc, char **argv) {
         else if (!strcmp(a, "--classes") && has) classes = argv[++i];
         else if (!strcmp(a, "--list") && has) list = argv[++i];
         else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (!strcmp(a, "--fast")) fast = 1;
         else if (!strcmp(a, "--score-threshold") && has) {
             double v = strtod(argv[++i], &end);
             if (*end || !(v >= 0 && v <= 1)) {
@@ -192,7 +195,7 @@ int fr_cli_detect(int argc, char **argv) {
     fr_session *s = NULL;
     unsigned char *mask = NULL;
     fr_err e = {0};
-    if (fr_model_load(&m, model, config, &e) || fr_session_new(&s, m, &e)) {
+    if (fr_model_load_ex(&m, model, config, fast ? FR_MODEL_FAST : 0, &e) || fr_session_new(&s, m, &e)) {
         fprintf(stderr, "frcnn detect: %s\n", e.msg);
         rc = 1;
         goto done;

@@ -45,6 +45,7 @@ static void usage(FILE *f) {
         "  --config FILE         config JSON overriding the model's metadata\n"
         "  --out DIR             output directory (default results/<basename of --voc>/Main)\n"
         "  --score-threshold T   keep detections scoring above T (default: the model's, 0.05)\n"
+        "  --fast                fast mode (Winograd convolutions): faster, APs slightly different\n"
         "  --max-detections N    at most N per image (default: the model's, 100)\n"
         "  --resume              continue the run in --out: images already recorded in\n"
         "                        progress.txt are kept, failed ones retried, partial output of an\n"
@@ -111,7 +112,7 @@ static void on_sigint(int sig) {
 
 typedef struct {
     const char *voc, *set, *model, *config, *out, *results, *json, *plot, *classes;
-    int merge, resume, shard_k, shard_n, quiet, keep_going;
+    int merge, resume, shard_k, shard_n, quiet, keep_going, fast;
     double score_threshold;
     long max_detections;
     fr_voc_score_opts score;
@@ -160,6 +161,7 @@ static int parse_args(args *a, int argc, char **argv) {
         else if (!strcmp(o, "--resume")) a->resume = 1;
         else if (!strcmp(o, "--quiet") || !strcmp(o, "-q")) a->quiet = 1;
         else if (!strcmp(o, "--keep-going")) a->keep_going = 1;
+        else if (!strcmp(o, "--fast")) a->fast = 1;
         else if (o[0] == '-' && o[1]) {
             if (i + 1 >= argc) return bad_usage("option %s needs a value", o);
             const char *v = argv[++i];
@@ -529,8 +531,8 @@ static int run_model(const args *a, fr_voc_dataset *ds, const fr_voc_limits *lim
     snprintf(model_id, sizeof model_id, "%s file=%s bytes=%lld config=%s", fr_model_name(m),
              mb ? mb + 1 : a->model, stat(a->model, &sb) ? -1LL : (long long)sb.st_size,
              a->config ? a->config : "-");
-    snprintf(opts_id, sizeof opts_id, "score_threshold=%.9g max_detections=%d",
-             (double)c.opts.score_threshold, c.opts.max_detections);
+    snprintf(opts_id, sizeof opts_id, "score_threshold=%.9g max_detections=%d%s",
+             (double)c.opts.score_threshold, c.opts.max_detections, a->fast ? " fast" : "");
 
     progress pr = {.tty = isatty(STDERR_FILENO), .quiet = a->quiet, .t0 = fr_time_ms()};
     fr_voc_run_opts ro = {.out_dir = out, .resume = a->resume, .shard_k = a->shard_k,
@@ -596,7 +598,7 @@ int fr_cli_eval(int argc, char **argv) {
     fr_model *m = NULL;
     if (a.model) {
         fr_err me = {0};
-        if (fr_model_load(&m, a.model, a.config, &me) != FR_OK) {
+        if (fr_model_load_ex(&m, a.model, a.config, a.fast ? FR_MODEL_FAST : 0, &me) != FR_OK) {
             names_free(&cls);
             fprintf(stderr, "frcnn eval: %s\n", me.msg);
             return 1;

@@ -28,6 +28,8 @@ static void usage(FILE *f) {
             "\n"
             "  -m, --model FILE             weights (.safetensors) with their frcnn.config\n"
             "      --config FILE            JSON configuration overriding the model's own\n"
+            "      --fast                   fast mode: Winograd convolutions, about 1.3x faster on\n"
+            "                               full-size models, boxes and scores slightly different\n"
             "      --host ADDR              listen address (default 127.0.0.1; 0.0.0.0 or :: for all)\n"
             "      --port N                 TCP port (default 8080; 0 = any free port, logged)\n"
             "      --workers N              inference workers (default 1, using every core)\n"
@@ -107,7 +109,7 @@ int fr_cli_serve(int argc, char **argv) {
     fr_image_limits lim;
     fr_image_limits_default(&lim);
     const char *model = NULL, *config = NULL, *probe = NULL;
-    int do_probe = 0;
+    int do_probe = 0, fast = 0;
     long threads = 0, v;
     double d;
     for (int i = 1; i < argc; i++) {
@@ -124,6 +126,10 @@ int fr_cli_serve(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--fast") && !val) {
+            fast = 1;
+            continue;
         }
         if (!strcmp(a, "--healthcheck")) {
             do_probe = 1;
@@ -221,7 +227,7 @@ int fr_cli_serve(int argc, char **argv) {
 
     fr_engine eng;
     fr_err err = {0};
-    if (fr_engine_model_new(&eng, model, config, &lim, (int)threads, &err)) {
+    if (fr_engine_model_new(&eng, model, config, fast ? FR_MODEL_FAST : 0, &lim, (int)threads, &err)) {
         fprintf(stderr, "frcnn serve: %s\n", err.msg);
         return 1;
     }

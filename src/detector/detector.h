@@ -39,6 +39,13 @@ typedef struct {
 // Loads a safetensors model. config_path (may be NULL) overrides the metadata config.
 // Errors name the file and the tensor: missing, mis-shaped, wrong dtype, non-finite values.
 fr_status fr_model_load(fr_model **out, const char *path, const char *config_path, fr_err *err);
+// fr_model_load with flags: FR_MODEL_FAST turns on the fast mode, Winograd F(4x4, 3x3) for the
+// 3x3 stride-1 convolutions (core/winograd.h): about 1.3-1.4x faster on a full-size R101-C4,
+// results close to but not equal to exact mode (README, "Fast mode"), and 4x the memory for
+// those layers' weights.
+#define FR_MODEL_FAST 1u
+fr_status fr_model_load_ex(fr_model **out, const char *path, const char *config_path, unsigned flags, fr_err *err);
+int fr_model_fast(const fr_model *m); // 1 in fast mode
 void fr_model_free(fr_model *m);
 const fr_config *fr_model_config(const fr_model *m);
 const char *fr_model_name(const fr_model *m);

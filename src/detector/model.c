@@ -4,12 +4,15 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/safetensors.h"
+#include "core/winograd.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static size_t conv_bytes(const fr_conv *c) {
-    return ((size_t)c->cout * c->kh * c->kw * c->cin + (size_t)c->cout) * sizeof(float);
+    size_t n = (c->w ? (size_t)c->cout * c->kh * c->kw * c->cin : 0) + (size_t)c->cout;
+    if (c->wu) n += (size_t)FR_WINO_POS * c->cout * c->cin;
+    return n * sizeof(float);
 }
 
 static size_t stage_bytes(const fr_stage *s) {
@@ -140,7 +143,24 @@ fail:
     return st;
 }
 
+fr_status fr_model_make_fast(fr_model *m) {
+    fr_stage *st[4] = {&m->bb.res[0], &m->bb.res[1], &m->bb.res[2], &m->res5};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < st[i]->nblocks; j++)
+            if (fr_wino_prepare(&st[i]->blocks[j].conv2)) return FR_ERR_NOMEM;
+    if (fr_wino_prepare(&m->rpn_conv)) return FR_ERR_NOMEM;
+    m->weight_bytes = conv_bytes(&m->bb.stem) + stage_bytes(&m->res5) + conv_bytes(&m->rpn_conv) +
+                      conv_bytes(&m->rpn_out) + (size_t)(m->cls_out + m->box_out) * (m->feat + 1) * sizeof(float);
+    for (int i = 0; i < 3; i++) m->weight_bytes += stage_bytes(&m->bb.res[i]);
+    m->fast = 1;
+    return FR_OK;
+}
+
 fr_status fr_model_load(fr_model **out, const char *path, const char *config_path, fr_err *err) {
+    return fr_model_load_ex(out, path, config_path, 0, err);
+}
+
+fr_status fr_model_load_ex(fr_model **out, const char *path, const char *config_path, unsigned flags, fr_err *err) {
     *out = NULL;
     fr_st_file f;
     fr_status st = fr_st_open(&f, path, err);
@@ -162,6 +182,11 @@ fr_status fr_model_load(fr_model **out, const char *path, const char *config_pat
         cfg_len = strlen(cfg);
     }
     st = fr_model_load_st(out, &f, cfg, cfg_len, err);
+    if (!st && (flags & FR_MODEL_FAST) && fr_model_make_fast(*out)) {
+        fr_model_free(*out);
+        *out = NULL;
+        st = fr_fail(err, FR_ERR_NOMEM, "out of memory (fast mode weights)");
+    }
     if (st && err) {
         char m[sizeof err->msg];
         memcpy(m, err->msg, sizeof m);
@@ -174,3 +199,4 @@ fr_status fr_model_load(fr_model **out, const char *path, const char *config_pat
 
 const fr_config *fr_model_config(const fr_model *m) { return &m->cfg; }
 const char *fr_model_name(const fr_model *m) { return m->cfg.name; }
+int fr_model_fast(const fr_model *m) { return m->fast; }

@@ -23,10 +23,16 @@ struct fr_model {
     int cls_out, box_out; // K+1 and 4 x (K or 1 box rows, + 1 with a background row)
     size_t weight_bytes;  // folded weights in memory
     int unused_tensors;   // tensors in the file the model did not use
+    int fast;             // FR_MODEL_FAST: Winograd weights made (make_fast)
 };
 
 // Loads from an already opened safetensors file (used by tests and fuzzing); cfg_json
 // (may be NULL) overrides the metadata config.
 fr_status fr_model_load_st(fr_model **out, fr_st_file *f, const char *cfg_json, size_t cfg_len, fr_err *err);
+
+// Fast mode (FR_MODEL_FAST): Winograd weights for every 3x3 / stride 1 convolution (res2-res5
+// conv2, the RPN conv); before any session is made. FR_OK or FR_ERR_NOMEM (model unchanged
+// in its results, some layers may have their Winograd weights).
+fr_status fr_model_make_fast(fr_model *m);
 
 #endif

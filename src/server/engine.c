@@ -16,6 +16,7 @@
 typedef struct {
     char *model_path;
     char *config_path; // NULL: the model's own config
+    unsigned model_flags; // fr_model_load_ex's
     fr_image_limits limits;
     int threads;       // compute threads per worker, 0 = the library default
     fr_model *model;
@@ -58,7 +59,7 @@ static char *model_json(const fr_model *m) {
 
 static fr_status eng_load(void *user, fr_engine_info *info, fr_err *err) {
     engine_state *e = user;
-    fr_status s = fr_model_load(&e->model, e->model_path, e->config_path, err);
+    fr_status s = fr_model_load_ex(&e->model, e->model_path, e->config_path, e->model_flags, err);
     if (s) return s;
     e->model_json = model_json(e->model);
     if (!e->model_json) {
@@ -136,13 +137,14 @@ static fr_status eng_detect(void *user, void *worker, const unsigned char *bytes
     return FR_OK;
 }
 
-fr_status fr_engine_model_new(fr_engine *eng, const char *model_path, const char *config_path,
+fr_status fr_engine_model_new(fr_engine *eng, const char *model_path, const char *config_path, unsigned model_flags,
                               const fr_image_limits *limits, int threads, fr_err *err) {
     memset(eng, 0, sizeof *eng);
     engine_state *e = fr_calloc(1, sizeof *e);
     if (!e) return fr_fail(err, FR_ERR_NOMEM, "out of memory");
     e->model_path = fr_strdup(model_path);
     e->config_path = config_path ? fr_strdup(config_path) : NULL;
+    e->model_flags = model_flags;
     if (!e->model_path || (config_path && !e->config_path)) {
         fr_free(e->model_path);
         fr_free(e->config_path);

@@ -79,7 +79,8 @@ int fr_server_run(const fr_server_opts *opts, const fr_engine *engine);
 // The engine for a real model file (engine.c). config_path may be NULL. threads: OpenMP
 // threads per worker (0: the default, every core). The engine's state is freed by
 // fr_engine_model_free.
-fr_status fr_engine_model_new(fr_engine *eng, const char *model_path, const char *config_path,
+// model_flags: fr_model_load_ex's (FR_MODEL_FAST).
+fr_status fr_engine_model_new(fr_engine *eng, const char *model_path, const char *config_path, unsigned model_flags,
                               const fr_image_limits *limits, int threads, fr_err *err);
 void fr_engine_model_free(fr_engine *eng);
 
