@@ -15,6 +15,7 @@
 #   BENCH_NODE_DIR  where onnxruntime-node is installed with npm when missing [build/node]
 #   BENCH_ORT_VERSION  onnxruntime-node version to install [1.30.0]
 #   BENCH_WORK      scratch, ONNX cache and the JSON results [build/bench]
+#   BENCH_FAST      0 skips the fast-mode run (frcnn bench --fast) [1]
 #   BENCH_STRICT=1  exit 1 when a target fails or is not measured
 # Results: $BENCH_WORK/ours.json (frcnn bench --json), $BENCH_WORK/peers.json (bench_peers.py).
 set -eu
@@ -78,6 +79,19 @@ case $help in *--setting*) [ -z "${BENCH_SETTINGS:-}" ] || for s in $settings; d
 "$bin" bench "$@" || echo "bench: frcnn bench failed (exit $?)"
 [ -f "$work/ours.json" ] || echo "bench: no $work/ours.json (frcnn bench has no --json yet?): our columns are n/a"
 
+# The fast mode (Winograd) on the same settings, unless BENCH_FAST=0
+rm -f "$work/ours_fast.json"
+fastcmp=
+case $help in *--fast*)
+    if [ "${BENCH_FAST:-1}" != 0 ]; then
+        echo
+        echo "=== frcnn bench --fast"
+        for a in "$@"; do [ "$a" = "$work/ours.json" ] && a="$work/ours_fast.json"; set -- "$@" "$a"; shift; done
+        "$bin" bench "$@" --fast || echo "bench: frcnn bench --fast failed (exit $?)"
+        [ -f "$work/ours_fast.json" ] && fastcmp="--ours-fast $work/ours_fast.json"
+    fi ;;
+esac
+
 # The peers, each measurement in its own process
 rm -f "$work/peers.json"
 if [ "$peers" != none ]; then
@@ -92,11 +106,11 @@ fi
 
 rc=0
 if [ -f "$work/peers.json" ]; then
-    "$py" "$here/bench_peers.py" --compare --peers "$work/peers.json" --ours "$work/ours.json" \
+    "$py" "$here/bench_peers.py" --compare --peers "$work/peers.json" --ours "$work/ours.json" $fastcmp \
         ${BENCH_STRICT:+--strict} || rc=$?
 elif [ -f "$work/ours.json" ]; then
     echo "bench: no peer results: our own targets only"
-    "$py" "$here/bench_peers.py" --compare --ours "$work/ours.json" ${BENCH_STRICT:+--strict} || rc=$?
+    "$py" "$here/bench_peers.py" --compare --ours "$work/ours.json" $fastcmp ${BENCH_STRICT:+--strict} || rc=$?
 else
     echo "bench: no results to compare"
     [ -z "${BENCH_STRICT:-}" ] || rc=1
