@@ -2,6 +2,7 @@
 #include "ops.h"
 
 #include "alloc.h"
+#include "simd.h"
 #include "timer.h"
 #include "winograd.h"
 
@@ -88,7 +89,7 @@ size_t fr_conv_scratch(const fr_conv *c, int n, int h, int w) {
 
 // dst[k] = max(src[k] + bias[k mod c], 0) for k < n (n a multiple of c): the epilogue of the
 // producing convolution (same operations in the same order), applied while copying.
-static void copy_act(float *restrict dst, const float *restrict src, const float *restrict bias, int c, int n) {
+FR_CLONES static void copy_act(float *restrict dst, const float *restrict src, const float *restrict bias, int c, int n) {
     for (int p = 0; p < n; p += c, dst += c, src += c)
         for (int k = 0; k < c; k++) {
             float v = src[k] + bias[k];
@@ -128,10 +129,9 @@ static void im2col(const fr_conv *c, const fr_tensor *x, const float *in_bias, i
 }
 
 // y = y + b (+ res), then max(y, 0): one pass, branch-free so it vectorises.
-static void epilogue(float *restrict y, size_t rows, int cout, const float *restrict b, const float *restrict res,
-                     int relu) {
-#pragma omp parallel for schedule(static) if (rows * (size_t)cout > 65536)
-    for (size_t r = 0; r < rows; r++) {
+FR_CLONES static void epilogue_rows(float *restrict y, size_t r0, size_t r1, int cout, const float *restrict b,
+                                    const float *restrict res, int relu) {
+    for (size_t r = r0; r < r1; r++) {
         float *restrict yr = y + r * cout;
         const float *restrict rr = res ? res + r * cout : NULL;
         if (rr)
@@ -141,6 +141,14 @@ static void epilogue(float *restrict y, size_t rows, int cout, const float *rest
         if (relu)
             for (int j = 0; j < cout; j++) yr[j] = yr[j] > 0.0f ? yr[j] : 0.0f;
     }
+}
+
+static void epilogue(float *restrict y, size_t rows, int cout, const float *restrict b, const float *restrict res,
+                     int relu) {
+    const size_t blk = 32;
+#pragma omp parallel for schedule(static) if (rows * (size_t)cout > 65536)
+    for (size_t r = 0; r < rows; r += blk)
+        epilogue_rows(y, r, r + blk < rows ? r + blk : rows, cout, b, res, relu);
 }
 
 // act: -1 no epilogue at all (no bias), 0 bias (+ residual), 1 bias (+ residual) then ReLU.

@@ -8,6 +8,7 @@
 #include "winograd.h"
 
 #include "alloc.h"
+#include "simd.h"
 
 
 #define CB 64 // channels per block in the transforms (their buffers stay in L1/L2)
@@ -85,14 +86,6 @@ static inline void at6(const float *restrict in, size_t si, float *restrict out,
         o3[l] = d12 + 8.0f * d34 + m5[l];
     }
 }
-
-// Per-CPU builds of the transforms (AVX-512, AVX2+FMA, baseline x86-64), picked at load time:
-// the binary stays portable. Elsewhere the attribute is left out.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define FR_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
-#else
-#define FR_CLONES
-#endif
 
 // Input transform of one tile (patch origin yy, xx of image n) into V[p][t][c], p < 36.
 FR_CLONES static void in_tile(const fr_tensor *x, const float *in_bias, int n, int yy, int xx, float *V, size_t tc,
