@@ -486,9 +486,11 @@ fr_status fr_req_opts_json(fr_req_opts *o, const char *json, size_t len, char *c
                            int num_classes, fr_err *err) {
     if (len > FR_REQ_MAX_OPTIONS)
         return fr_fail(err, FR_ERR_FORMAT, "options: larger than %d bytes", FR_REQ_MAX_OPTIONS);
+    fr_alloc_oom_clear();
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root) {
-        if (fr_alloc_failed()) return fr_fail(err, FR_ERR_NOMEM, "out of memory");
+        // cJSON says NULL for both; our allocator tells an allocation failure (503) from bad JSON
+        if (fr_alloc_oom()) return fr_fail(err, FR_ERR_NOMEM, "out of memory");
         return fr_fail(err, FR_ERR_FORMAT, "options: not valid JSON");
     }
     fr_status s = FR_OK;
