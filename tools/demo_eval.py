@@ -19,11 +19,9 @@ With --results: scores existing comp4 files (classes from --classes, default the
 --compare: exit 1 unless both JSON files' VOC07 mAPs are within --tol of each other and the
 second is at least --min-map (the demo model's acceptance check; prints both).
 
-Scoring is voc_eval.py (rbgirshick/py-faster-rcnn lib/datasets/voc_eval.py, the same code as
-detectron2/evaluation/pascal_voc_evaluation.py): detections ranked by np.argsort(-score),
-each takes the GT of its class with the highest IoU (+1 areas); IoU > 0.5 on a free
-non-difficult GT is a TP, on a difficult GT it is ignored, else FP; AP07 = 11-point,
-AP10 = area under the precision envelope; mAP = np.mean over the classes.
+Scoring is tools/voc_eval_ref.py, voc_eval.py's algorithm (rbgirshick/py-faster-rcnn
+lib/datasets/voc_eval.py, the same code as detectron2/evaluation/pascal_voc_evaluation.py)
+re-implemented operation by operation: the evaluator the C side is tested against.
 --json FILE writes {"07": {"<class>": ap, ..., "mAP": m}, "10": {...}} (NaN as null), the
 shape `frcnn eval --json` writes.
 """
@@ -33,113 +31,21 @@ import math
 import os
 import sys
 import time
-import xml.etree.ElementTree as ET
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-               "sheep", "sofa", "train", "tvmonitor"]
+sys.path.insert(0, HERE)
+import voc_eval_ref  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------
-# voc_eval.py semantics
+# Scoring: tools/voc_eval_ref.py (voc_eval.py's algorithm, the evaluator the C side is tested
+# against)
 
 
 def read_set(root, set_name):
-    with open(os.path.join(root, "ImageSets", "Main", set_name + ".txt")) as f:
-        return [x.strip() for x in f.readlines() if x.strip()]
-
-
-def parse_rec(path):
-    """voc_eval.py parse_rec: [{name, difficult, bbox}] per <object>."""
-    objs = []
-    for obj in ET.parse(path).findall("object"):
-        d = obj.find("difficult")
-        bb = obj.find("bndbox")
-        objs.append({
-            "name": obj.find("name").text,
-            "difficult": int(d.text) if d is not None else 0,
-            "bbox": [int(bb.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")],
-        })
-    return objs
-
-
-def voc_ap(rec, prec, use_07_metric):
-    """voc_eval.py voc_ap."""
-    if use_07_metric:
-        ap = 0.0
-        for t in np.arange(0.0, 1.1, 0.1):
-            if np.sum(rec >= t) == 0:
-                p = 0
-            else:
-                p = np.max(prec[rec >= t])
-            ap = ap + p / 11.0
-        return ap
-    mrec = np.concatenate(([0.0], rec, [1.0]))
-    mpre = np.concatenate(([0.0], prec, [0.0]))
-    for i in range(mpre.size - 1, 0, -1):
-        mpre[i - 1] = np.maximum(mpre[i - 1], mpre[i])
-    i = np.where(mrec[1:] != mrec[:-1])[0]
-    return np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])
-
-
-def voc_eval_class(lines, recs, imagenames, classname, ovthresh=0.5):
-    """voc_eval.py voc_eval for one class given its comp4 lines; returns (rec, prec, ap07, ap10,
-    npos, ndet)."""
-    class_recs = {}
-    npos = 0
-    for name in imagenames:
-        R = [o for o in recs[name] if o["name"] == classname]
-        bbox = np.array([x["bbox"] for x in R])
-        difficult = np.array([x["difficult"] for x in R]).astype(bool)
-        det = [False] * len(R)
-        npos = npos + sum(~difficult)
-        class_recs[name] = {"bbox": bbox, "difficult": difficult, "det": det}
-    splitlines = [x.strip().split(" ") for x in lines]
-    image_ids = [x[0] for x in splitlines]
-    confidence = np.array([float(x[1]) for x in splitlines])
-    BB = np.array([[float(z) for z in x[2:]] for x in splitlines]).reshape(-1, 4)
-    sorted_ind = np.argsort(-confidence)
-    BB = BB[sorted_ind, :]
-    image_ids = [image_ids[x] for x in sorted_ind]
-    nd = len(image_ids)
-    tp = np.zeros(nd)
-    fp = np.zeros(nd)
-    for d in range(nd):
-        R = class_recs[image_ids[d]]
-        bb = BB[d, :].astype(float)
-        ovmax = -np.inf
-        BBGT = R["bbox"].astype(float)
-        if BBGT.size > 0:
-            ixmin = np.maximum(BBGT[:, 0], bb[0])
-            iymin = np.maximum(BBGT[:, 1], bb[1])
-            ixmax = np.minimum(BBGT[:, 2], bb[2])
-            iymax = np.minimum(BBGT[:, 3], bb[3])
-            iw = np.maximum(ixmax - ixmin + 1.0, 0.0)
-            ih = np.maximum(iymax - iymin + 1.0, 0.0)
-            inters = iw * ih
-            uni = ((bb[2] - bb[0] + 1.0) * (bb[3] - bb[1] + 1.0)
-                   + (BBGT[:, 2] - BBGT[:, 0] + 1.0) * (BBGT[:, 3] - BBGT[:, 1] + 1.0) - inters)
-            overlaps = inters / uni
-            ovmax = np.max(overlaps)
-            jmax = np.argmax(overlaps)
-        if ovmax > ovthresh:
-            if not R["difficult"][jmax]:
-                if not R["det"][jmax]:
-                    tp[d] = 1.0
-                    R["det"][jmax] = 1
-                else:
-                    fp[d] = 1.0
-        else:
-            fp[d] = 1.0
-    fp = np.cumsum(fp)
-    tp = np.cumsum(tp)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rec = tp / float(npos)
-    prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-    return rec, prec, voc_ap(rec, prec, True), voc_ap(rec, prec, False), int(npos), nd
+    return voc_eval_ref.read_list(os.path.join(root, "ImageSets", "Main", set_name + ".txt"))
 
 
 def comp4_path(d, set_name, cls):
@@ -149,39 +55,15 @@ def comp4_path(d, set_name, cls):
 def score(root, set_name, results_dir, classes, names=None, log=print):
     """Scores comp4 files; returns {"07": {cls: ap, "mAP": m}, "10": {...}, "npos": {...},
     "ndet": {...}} (a missing file counts as no detections). names: the image ids (default:
-    the whole set). Uses tools/voc_eval_ref.py (the evaluator the C side is tested against)
-    when it is there, scores the whole set and every file exists, else this file's copy of the
-    same algorithm."""
-    missing = [c for c in classes if not os.path.exists(comp4_path(results_dir, set_name, c))]
-    for c in missing:
-        log("eval: %s missing: no detections for %s" % (comp4_path(results_dir, set_name, c), c))
-    if names is None and not missing and os.path.exists(os.path.join(HERE, "voc_eval_ref.py")):
-        sys.path.insert(0, HERE)
-        import voc_eval_ref
-
-        r = voc_eval_ref.evaluate(root, set_name, results_dir, classes)
-        nan = float("nan")
-        out = {m: {k: (nan if v is None else v) for k, v in r[m].items()} for m in ("07", "10")}
-        out["npos"] = {c: r["stats"][c]["npos"] for c in classes}
-        out["ndet"] = {c: r["stats"][c]["ndet"] for c in classes}
-        out["scorer"] = "tools/voc_eval_ref.py"
-        return out
-    if names is None:
-        names = read_set(root, set_name)
-    recs = {n: parse_rec(os.path.join(root, "Annotations", n + ".xml")) for n in names}
-    out = {"07": {}, "10": {}, "npos": {}, "ndet": {}, "scorer": "tools/demo_eval.py"}
+    the whole set)."""
     for c in classes:
-        lines = []
-        if c not in missing:
-            with open(comp4_path(results_dir, set_name, c)) as f:
-                lines = [x for x in f.readlines() if x.strip()]
-        _, _, a07, a10, npos, nd = voc_eval_class(lines, recs, names, c)
-        out["07"][c] = float(a07)
-        out["10"][c] = float(a10)
-        out["npos"][c] = npos
-        out["ndet"][c] = nd
-    for m in ("07", "10"):
-        out[m]["mAP"] = float(np.mean([out[m][c] for c in classes]))
+        if not os.path.exists(comp4_path(results_dir, set_name, c)):
+            log("eval: %s missing: no detections for %s" % (comp4_path(results_dir, set_name, c), c))
+    r = voc_eval_ref.evaluate(root, set_name, results_dir, classes, ids=names, missing_ok=True)
+    nan = float("nan")
+    out = {m: {k: (nan if v is None else v) for k, v in r[m].items()} for m in ("07", "10")}
+    out["npos"] = {c: r["stats"][c]["npos"] for c in classes}
+    out["ndet"] = {c: r["stats"][c]["ndet"] for c in classes}
     return out
 
 
@@ -192,7 +74,6 @@ def print_table(res, classes, log=print):
                                             res["npos"][c], res["ndet"][c]))
     log("mAP (VOC07 11-point): %.4f" % res["07"]["mAP"])
     log("mAP (VOC2010+ area):  %.4f" % res["10"]["mAP"])
-    log("(scored by %s)" % res.get("scorer", "?"))
 
 
 def write_json(path, res, classes):
@@ -317,7 +198,7 @@ def main(argv=None):
         results = out
         print("eval: comp4 files in %s" % out)
     else:
-        classes = a.classes.split(",") if a.classes else VOC_CLASSES
+        classes = a.classes.split(",") if a.classes else list(voc_eval_ref.VOC_CLASSES)
         results = a.results
         names = None
     res = score(a.voc, a.set, results, classes, names)

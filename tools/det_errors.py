@@ -19,6 +19,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import demo_eval  # noqa: E402
+import voc_eval_ref  # noqa: E402
 
 
 def iou(a, b):
@@ -37,7 +38,7 @@ def main():
     ap.add_argument("--score", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     a = ap.parse_args()
     ids = demo_eval.read_set(a.voc, a.set)
-    gts = {i: demo_eval.parse_rec(os.path.join(a.voc, "Annotations", i + ".xml")) for i in ids}
+    gts = {i: voc_eval_ref.read_annotation(os.path.join(a.voc, "Annotations", i + ".xml")) for i in ids}
     dets = []
     pattern = os.path.join(a.results, "comp4_det_%s_*.txt" % a.set)
     for f in glob.glob(pattern):

@@ -54,6 +54,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
 sys.path.insert(0, HERE)
 import demo_eval  # noqa: E402
+import voc_eval_ref  # noqa: E402
 import make_weights  # noqa: E402
 import model  # noqa: E402
 import shapes  # noqa: E402
@@ -118,7 +119,7 @@ def load_split(root, set_name, classes):
     pascal_voc loader: [xmin - 1, ymin - 1, xmax, ymax] (0-based corners, continuous)."""
     out = []
     for iid in demo_eval.read_set(root, set_name):
-        objs = demo_eval.parse_rec(os.path.join(root, "Annotations", iid + ".xml"))
+        objs = voc_eval_ref.read_annotation(os.path.join(root, "Annotations", iid + ".xml"))
         b = np.array([o["bbox"] for o in objs], dtype=np.float32).reshape(-1, 4)
         b[:, :2] -= 1.0
         c = np.array([classes.index(o["name"]) for o in objs], dtype=np.int64)

@@ -63,8 +63,9 @@ def average_precision(rec, prec, use_07_metric):
 
 
 def score_class(det_path, records, image_ids, cls, ovthresh=0.5, use_07=False, iou_ge=False,
-                stable=False):
-    """Returns (rec, prec, ap, stats) for one class, like voc_eval()."""
+                stable=False, missing_ok=False):
+    """Returns (rec, prec, ap, stats) for one class, like voc_eval(). missing_ok: a missing
+    det_path counts as no detections (voc_eval() fails on it)."""
     gt = {}
     npos = 0
     for img in image_ids:
@@ -74,8 +75,11 @@ def score_class(det_path, records, image_ids, cls, ovthresh=0.5, use_07=False, i
                    "det": [False] * len(objs)}
         npos = npos + sum(~hard)
 
-    with open(det_path, "r") as f:
-        rows = [line.strip().split(" ") for line in f.readlines()]
+    if missing_ok and not os.path.exists(det_path):
+        rows = []
+    else:
+        with open(det_path, "r") as f:
+            rows = [line.strip().split(" ") for line in f.readlines()]
     det_ids = [r[0] for r in rows]
     conf = np.array([float(r[1]) for r in rows])
     boxes = np.array([[float(v) for v in r[2:]] for r in rows]).reshape(-1, 4)
@@ -133,9 +137,11 @@ def read_list(path):
         return [x.strip() for x in f.readlines()]
 
 
-def evaluate(voc, image_set, results, classes=VOC_CLASSES, **kw):
-    """{"07": {cls: ap, "mAP": m}, "10": {...}, "stats": {cls: {...}}} with NaN as None."""
-    ids = read_list(os.path.join(voc, "ImageSets", "Main", image_set + ".txt"))
+def evaluate(voc, image_set, results, classes=VOC_CLASSES, ids=None, **kw):
+    """{"07": {cls: ap, "mAP": m}, "10": {...}, "stats": {cls: {...}}} with NaN as None.
+    ids: score only these images of the set (their detections must be the only ones)."""
+    if ids is None:
+        ids = read_list(os.path.join(voc, "ImageSets", "Main", image_set + ".txt"))
     records = {i: read_annotation(os.path.join(voc, "Annotations", i + ".xml")) for i in ids}
     out = {"07": {}, "10": {}, "stats": {}}
     for cls in classes:
