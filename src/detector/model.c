@@ -25,6 +25,14 @@ static size_t stage_bytes(const fr_stage *s) {
     return n;
 }
 
+// The folded (and, in fast mode, Winograd) weights held in memory.
+static size_t weight_bytes(const fr_model *m) {
+    size_t n = conv_bytes(&m->bb.stem) + stage_bytes(&m->res5) + conv_bytes(&m->rpn_conv) + conv_bytes(&m->rpn_out) +
+               (size_t)(m->cls_out + m->box_out) * (m->feat + 1) * sizeof(float);
+    for (int i = 0; i < 3; i++) n += stage_bytes(&m->bb.res[i]);
+    return n;
+}
+
 void fr_model_free(fr_model *m) {
     if (!m) return;
     fr_backbone_free(&m->bb);
@@ -124,9 +132,7 @@ fr_status fr_model_load_st(fr_model **out, fr_st_file *f, const char *cfg_json, 
     m->feat = m->res5.cout;
     if ((st = load_predictor(m, f, err))) goto fail;
 
-    m->weight_bytes = conv_bytes(&m->bb.stem) + stage_bytes(&m->res5) + conv_bytes(&m->rpn_conv) +
-                      conv_bytes(&m->rpn_out) + (size_t)(m->cls_out + m->box_out) * (m->feat + 1) * sizeof(float);
-    for (int i = 0; i < 3; i++) m->weight_bytes += stage_bytes(&m->bb.res[i]);
+    m->weight_bytes = weight_bytes(m);
     // Unknown extra tensors are reported and ignored (CONTRACT.md). The merged RPN convs read
     // their parts through fr_conv_load, which marks them used.
     int shown = 0;
@@ -149,9 +155,7 @@ fr_status fr_model_make_fast(fr_model *m) {
         for (int j = 0; j < st[i]->nblocks; j++)
             if (fr_wino_prepare(&st[i]->blocks[j].conv2)) return FR_ERR_NOMEM;
     if (fr_wino_prepare(&m->rpn_conv)) return FR_ERR_NOMEM;
-    m->weight_bytes = conv_bytes(&m->bb.stem) + stage_bytes(&m->res5) + conv_bytes(&m->rpn_conv) +
-                      conv_bytes(&m->rpn_out) + (size_t)(m->cls_out + m->box_out) * (m->feat + 1) * sizeof(float);
-    for (int i = 0; i < 3; i++) m->weight_bytes += stage_bytes(&m->bb.res[i]);
+    m->weight_bytes = weight_bytes(m);
     m->fast = 1;
     return FR_OK;
 }
