@@ -106,31 +106,26 @@ static const char *const sets[][4] = {
     {"@r101_full_pyfrcnn.safetensors", "det_full_pyfrcnn_horses.safetensors", "horses.png", "full py-frcnn horses"},
 };
 
+// Runs check_parity on sets[i], its label prefixed with "fast " in fast mode.
+static void check_set(size_t i, unsigned flags) {
+    char model[1024], fx[1024], im[1024], label[128];
+    if (sets[i][0][0] == '@') snprintf(model, sizeof model, "%s", fixture_path(sets[i][0] + 1));
+    else snprintf(model, sizeof model, "%s", sets[i][0]);
+    snprintf(fx, sizeof fx, "%s", fixture_path(sets[i][1]));
+    snprintf(im, sizeof im, "%s", fixture_path(sets[i][2]));
+    snprintf(label, sizeof label, "%s%s", flags & FR_MODEL_FAST ? "fast " : "", sets[i][3]);
+    check_parity(model, fx, im, label, flags);
+}
+
 TEST(test_parity) {
-    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
-        char model[1024], fx[1024], im[1024];
-        if (sets[i][0][0] == '@') snprintf(model, sizeof model, "%s", fixture_path(sets[i][0] + 1));
-        else snprintf(model, sizeof model, "%s", sets[i][0]);
-        snprintf(fx, sizeof fx, "%s", fixture_path(sets[i][1]));
-        snprintf(im, sizeof im, "%s", fixture_path(sets[i][2]));
-        check_parity(model, fx, im, sets[i][3], 0);
-    }
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) check_set(i, 0);
 }
 
 // The fast mode against the same reference and criteria: the narrow models of both families
 // and the full-size ones on one photo each (the Winograd error grows with the channel count).
 TEST(test_parity_fast) {
-    static const int pick[] = {0, 1, 2, 3, 4, 5, 8};
-    for (size_t j = 0; j < sizeof pick / sizeof pick[0]; j++) {
-        size_t i = (size_t)pick[j];
-        char model[1024], fx[1024], im[1024], label[128];
-        if (sets[i][0][0] == '@') snprintf(model, sizeof model, "%s", fixture_path(sets[i][0] + 1));
-        else snprintf(model, sizeof model, "%s", sets[i][0]);
-        snprintf(fx, sizeof fx, "%s", fixture_path(sets[i][1]));
-        snprintf(im, sizeof im, "%s", fixture_path(sets[i][2]));
-        snprintf(label, sizeof label, "fast %s", sets[i][3]);
-        check_parity(model, fx, im, label, FR_MODEL_FAST);
-    }
+    static const size_t pick[] = {0, 1, 2, 3, 4, 5, 8};
+    for (size_t j = 0; j < sizeof pick / sizeof pick[0]; j++) check_set(pick[j], FR_MODEL_FAST);
 }
 
 // Fails the k-th allocation for every k: first through building the model from a parsed file
