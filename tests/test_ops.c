@@ -1,6 +1,7 @@
 // test_ops.c - convolution (all code paths), BN folding, pooling and linear against naive
 // double-precision loops, with fixed seeds.
 #include "core/alloc.h"
+#include "core/gemm.h"
 #include "core/ops.h"
 #include "harness.h"
 
@@ -38,6 +39,14 @@ static void naive_conv(const float *x, int n, int h, int w, int cin, const float
                 }
 }
 
+static int g_pack; // 1: the layers under test are packed for the built-in GEMM (fr_conv_pack)
+
+static void pack_if(fr_conv *c) {
+    if (!g_pack) return;
+    CHECK(fr_conv_pack(c) == FR_OK);
+    CHECK(fr_gemm_enabled() ? c->wp && !c->w : c->w && !c->wp);
+}
+
 static void check_conv(int n, int h, int w, int cin, int cout, int k, int s, int p, int use_bn, int use_res,
                        int relu) {
     fr_conv c;
@@ -60,6 +69,7 @@ static void check_conv(int n, int h, int w, int cin, int cout, int k, int s, int
     fr_conv_set_weight_oihw(&c, wt);
     memcpy(c.b, bias, cout * 4);
     if (use_bn) fr_conv_fold_bn(&c, g, be, mu, var, 1e-5f);
+    pack_if(&c);
     naive_conv(x, n, h, w, cin, wt, cout, k, s, p, bias, use_bn ? g : NULL, be, mu, var, 1e-5f,
                use_res ? res : NULL, relu, ref, ho, wo);
     fr_tensor tx = {x, n, h, w, cin}, ty = {malloc(ny * 4), n, ho, wo, cout}, tr = {res, n, ho, wo, cout};
@@ -75,14 +85,14 @@ static void check_conv(int n, int h, int w, int cin, int cout, int k, int s, int
         double e = fabs(ty.data[i] - ref[i]);
         if (e > maxerr) maxerr = e;
     }
-    CHECKF(maxerr < 1e-4 * sqrt((double)cin * k * k), "conv n%d %dx%d cin%d cout%d k%d s%d p%d: max err %g", n, h,
-           w, cin, cout, k, s, p, maxerr);
+    CHECKF(maxerr < 1e-4 * sqrt((double)cin * k * k), "conv%s n%d %dx%d cin%d cout%d k%d s%d p%d: max err %g",
+           g_pack ? " (packed)" : "", n, h, w, cin, cout, k, s, p, maxerr);
     free(x), free(wt), free(res), free(bias), free(g), free(be), free(mu), free(var), free(ref);
     free(ty.data), free(scratch);
     fr_conv_free(&c);
 }
 
-TEST(test_conv_paths) {
+static void conv_cases(void) {
     check_conv(2, 9, 7, 8, 5, 1, 1, 0, 1, 1, 1);   // pointwise, residual, relu
     check_conv(2, 9, 7, 8, 5, 1, 2, 0, 1, 0, 0);   // strided pointwise (gather)
     check_conv(1, 10, 11, 6, 7, 3, 1, 1, 1, 0, 1); // 3x3
@@ -92,6 +102,22 @@ TEST(test_conv_paths) {
     check_conv(2, 64, 64, 64, 16, 3, 1, 1, 0, 0, 0); // several im2col chunks (rows > chunk)
     check_conv(2, 9, 7, 8, 5, 1, 1, 0, 1, 2, 1);     // pointwise accumulating onto y
     check_conv(2, 64, 64, 64, 16, 3, 1, 1, 1, 2, 1); // chunked 3x3 accumulating onto y
+    // built-in GEMM edges: several row blocks with a partial 12-row strip, k split in ranges
+    // (K > FR_GEMM_KC), output channels not a multiple of the 32-wide panel
+    check_conv(1, 20, 19, 96, 70, 3, 1, 1, 1, 2, 1);  // K 864: three k ranges, accumulating onto y
+    check_conv(1, 20, 19, 96, 70, 3, 1, 1, 1, 1, 0);  // the same with a separate residual, no relu
+    check_conv(2, 14, 14, 400, 40, 1, 2, 0, 1, 0, 1); // strided pointwise, K 400: two k ranges
+    check_conv(3, 9, 11, 40, 33, 1, 1, 0, 1, 1, 1);   // pointwise, 297 rows, 33 channels
+    check_conv(1, 3, 2, 5, 1, 3, 1, 1, 1, 0, 1);      // one output channel, 6 rows
+}
+
+TEST(test_conv_paths) {
+    g_pack = 0;
+    conv_cases();
+    g_pack = 1; // the same through the built-in GEMM where this CPU has it
+    printf("  built-in GEMM: %s\n", fr_gemm_enabled() ? "on (AVX-512F): packed layers tested"
+                                                       : "not on this CPU: packed layers use cblas_sgemm");
+    conv_cases();
 }
 
 // conv1 raw + conv2 reading relu(t + b1) in its im2col == conv1 with its epilogue + conv2, bit
@@ -104,6 +130,8 @@ static void check_act_in(int n, int h, int w, int c0, int c1, int c2, int k, int
     for (int i = 0; i < c1; i++) a.b[i] = frand(); // about half the pre-activations end negative
     for (int i = 0; i < c2 * k * k * c1; i++) b.w[i] = frand();
     for (int i = 0; i < c2; i++) b.b[i] = frand();
+    pack_if(&a);
+    pack_if(&b);
     int ho = fr_conv_out(&b, h), wo = fr_conv_out(&b, w);
     size_t nx = (size_t)n * h * w * c0, nt = (size_t)n * h * w * c1, ny = (size_t)n * ho * wo * c2;
     float *x = fr_malloc(nx * sizeof(float)), *t = fr_malloc(nt * sizeof(float));
@@ -121,11 +149,15 @@ static void check_act_in(int n, int h, int w, int c0, int c1, int c2, int k, int
 }
 
 TEST(test_conv_act_in) {
-    check_act_in(2, 7, 7, 16, 24, 8, 3, 1, 1); // res5's 7x7 maps
-    check_act_in(1, 9, 13, 8, 5, 7, 3, 2, 1);  // strided, odd channels
-    check_act_in(1, 6, 5, 4, 3, 6, 7, 2, 3);   // stem-like: wider than the image
-    check_act_in(2, 5, 6, 4, 6, 5, 3, 1, 0);   // no padding
-    check_act_in(1, 2, 3, 3, 4, 2, 3, 1, 2);   // padding larger than the image's edge
+    for (g_pack = 0; g_pack < 2; g_pack++) {
+        check_act_in(2, 7, 7, 16, 24, 8, 3, 1, 1); // res5's 7x7 maps
+        check_act_in(1, 9, 13, 8, 5, 7, 3, 2, 1);  // strided, odd channels
+        check_act_in(1, 6, 5, 4, 3, 6, 7, 2, 3);   // stem-like: wider than the image
+        check_act_in(2, 5, 6, 4, 6, 5, 3, 1, 0);   // no padding
+        check_act_in(1, 2, 3, 3, 4, 2, 3, 1, 2);   // padding larger than the image's edge
+        check_act_in(1, 12, 11, 8, 200, 40, 3, 1, 1); // K 1800: k ranges split inside a channel run
+    }
+    g_pack = 0;
 }
 
 TEST(test_maxpool) {

@@ -2,6 +2,7 @@
 #include "ops.h"
 
 #include "alloc.h"
+#include "gemm.h"
 #include "simd.h"
 #include "timer.h"
 #include "winograd.h"
@@ -46,7 +47,39 @@ void fr_conv_free(fr_conv *c) {
     fr_free(c->w);
     fr_free(c->b);
     fr_free(c->wu);
-    c->w = c->b = c->wu = NULL;
+    fr_free(c->wp);
+    c->w = c->b = c->wu = c->wp = NULL;
+}
+
+fr_status fr_conv_pack(fr_conv *c) {
+    if (!fr_gemm_enabled() || !c->w || c->wu) return FR_OK;
+    int K = c->kh * c->kw * c->cin;
+    if (c->cout % FR_GEMM_NR == 0) {
+        // panel p is rows [32p, 32p + 32) of w transposed, in the same place: pack in place
+        // through one panel of temporary space rather than holding the layer twice
+        float *t = fr_malloc((size_t)FR_GEMM_NR * K * sizeof(float));
+        if (!t) return FR_ERR_NOMEM;
+        for (int p = 0; p < c->cout / FR_GEMM_NR; p++) {
+            float *panel = c->w + (size_t)p * FR_GEMM_NR * K;
+            memcpy(t, panel, (size_t)FR_GEMM_NR * K * sizeof(float));
+            fr_gemm_pack_b(t, FR_GEMM_NR, K, panel);
+        }
+        fr_free(t);
+        c->wp = c->w;
+    } else {
+        float *p = fr_aligned_alloc(fr_gemm_packed_floats(c->cout, K) * sizeof(float));
+        if (!p) return FR_ERR_NOMEM;
+        fr_gemm_pack_b(c->w, c->cout, K, p);
+        fr_free(c->w);
+        c->wp = p;
+    }
+    c->w = NULL;
+    return FR_OK;
+}
+
+float fr_conv_weight(const fr_conv *c, int o, size_t k) {
+    size_t K = (size_t)c->kh * c->kw * c->cin;
+    return c->wp ? fr_gemm_packed_at(c->wp, (int)K, o, (int)k) : c->w[(size_t)o * K + k];
 }
 
 void fr_conv_set_weight_oihw(fr_conv *c, const float *w) {
@@ -79,6 +112,7 @@ static size_t chunk_rows(const fr_conv *c) {
 }
 
 size_t fr_conv_scratch(const fr_conv *c, int n, int h, int w) {
+    if (c->wp) return fr_gemm_scratch();
     size_t rows = (size_t)n * fr_conv_out(c, h) * fr_conv_out(c, w);
     if (is_pointwise(c) && c->stride == 1) return 0;
     if (is_pointwise(c)) return rows * c->cin;
@@ -128,6 +162,56 @@ static void im2col(const fr_conv *c, const fr_tensor *x, const float *in_bias, i
     }
 }
 
+typedef struct {
+    const fr_conv *c;
+    const fr_tensor *x;
+    const float *in_bias;
+    int ho, wo;
+} pack_ctx;
+
+// A row `row` of the implicit im2col matrix, columns [k0, k0 + kc): runs of in-range taps of
+// one kernel row are one copy (consecutive input pixels), out-of-range taps are zeros.
+static void pack_conv_row(const void *ctxp, size_t row, int k0, int kc, float *dst) {
+    const pack_ctx *p = ctxp;
+    const fr_conv *c = p->c;
+    const fr_tensor *x = p->x;
+    int C = c->cin, kw = c->kw;
+    int ox = (int)(row % p->wo), oy = (int)((row / p->wo) % p->ho), n = (int)(row / ((size_t)p->wo * p->ho));
+    int iy0 = oy * c->stride - c->pad, ix0 = ox * c->stride - c->pad;
+    int k = k0, end = k0 + kc;
+    while (k < end) {
+        int tap = k / C, ci = k - tap * C, ky = tap / kw, kx = tap - ky * kw;
+        int iy = iy0 + ky, ix = ix0 + kx, len;
+        if (iy < 0 || iy >= x->h || ix >= x->w) {
+            len = (kw - kx) * C - ci; // the rest of this kernel row
+            if (len > end - k) len = end - k;
+            memset(dst, 0, (size_t)len * sizeof(float));
+        } else if (ix < 0) {
+            len = -ix * C - ci; // up to the first in-range tap
+            if (len > end - k) len = end - k;
+            memset(dst, 0, (size_t)len * sizeof(float));
+        } else {
+            int run = x->w - ix < kw - kx ? x->w - ix : kw - kx; // in-range taps from here
+            len = run * C - ci;
+            if (len > end - k) len = end - k;
+            const float *src = x->data + (((size_t)n * x->h + iy) * x->w + ix) * C + ci;
+            if (p->in_bias) {
+                // the activation per channel: split at channel wrap-arounds
+                int done = 0;
+                while (done < len) {
+                    int cc = (ci + done) % C, seg = C - cc < len - done ? C - cc : len - done;
+                    copy_act(dst + done, src + done, p->in_bias + cc, seg, seg);
+                    done += seg;
+                }
+            } else {
+                memcpy(dst, src, (size_t)len * sizeof(float));
+            }
+        }
+        dst += len;
+        k += len;
+    }
+}
+
 // y = y + b (+ res), then max(y, 0): one pass, branch-free so it vectorises.
 FR_CLONES static void epilogue_rows(float *restrict y, size_t r0, size_t r1, int cout, const float *restrict b,
                                     const float *restrict res, int relu) {
@@ -165,6 +249,14 @@ static void conv_forward(const fr_conv *c, const fr_tensor *x, const float *in_b
     if (res == y->data) {
         beta = 1.0f;
         res = NULL;
+    }
+    if (c->wp) {
+        pack_ctx p = {c, x, in_bias, ho, wo};
+        double t0 = g_gemm_hook ? fr_time_ms() : 0;
+        fr_gemm_run(rows, c->cout, K, pack_conv_row, &p, c->wp, y->data, beta != 0.0f, act >= 0 ? c->b : NULL, res,
+                    relu, scratch);
+        if (g_gemm_hook) g_gemm_hook((int)rows, c->cout, K, fr_time_ms() - t0, g_gemm_user);
+        return;
     }
     if (is_pointwise(c)) {
         const float *a = x->data;

@@ -1,10 +1,13 @@
-// ops.h - the dense operators of the network on NHWC float32 tensors, on cblas_sgemm.
+// ops.h - the dense operators of the network on NHWC float32 tensors.
 //
 // A convolution is a GEMM: rows = output pixels (n, y, x), columns = output channels,
-// K = kh*kw*cin. 1x1 stride-1 convolutions multiply the input directly (no im2col);
-// strided 1x1 convolutions gather the sampled pixels; kxk convolutions build im2col rows
-// in chunks (at most FR_COL_CHUNK_BYTES of scratch at once). Bias, residual add and ReLU
-// are fused into one pass over the output. FrozenBN is folded into weight and bias at load.
+// K = kh*kw*cin. With packed weights (fr_conv_pack, AVX-512 CPUs) it runs on the built-in
+// GEMM (gemm.h), which gathers the im2col rows block by block into cache and applies bias,
+// residual add and ReLU before storing. Otherwise on cblas_sgemm: 1x1 stride-1 convolutions
+// multiply the input directly (no im2col); strided 1x1 convolutions gather the sampled
+// pixels; kxk convolutions build im2col rows in chunks (at most FR_COL_CHUNK_BYTES of scratch
+// at once); bias, residual add and ReLU are one pass over the output. FrozenBN is folded into
+// weight and bias at load.
 #ifndef FR_OPS_H
 #define FR_OPS_H
 
@@ -18,6 +21,7 @@ typedef struct {
     float *w; // [cout][kh][kw][cin], 64-byte aligned, owned by the model
     float *b; // [cout], owned by the model (zeros when the layer has none)
     float *wu; // fast mode: Winograd weights [36][cout][cin] (winograd.h), else NULL
+    float *wp; // packed for the built-in GEMM (gemm.h; fr_conv_pack), then w is NULL; else NULL
 } fr_conv;
 
 // Output side for input side n.
@@ -26,6 +30,13 @@ static inline int fr_conv_out(const fr_conv *c, int n) { return (n + 2 * c->pad 
 // Allocates w and b for the given geometry (w uninitialised, b zeroed). FR_ERR_NOMEM.
 fr_status fr_conv_alloc(fr_conv *c, int cin, int cout, int kh, int kw, int stride, int pad);
 void fr_conv_free(fr_conv *c);
+
+// Moves w into the built-in GEMM's packed layout (wp) when fr_gemm_enabled(); otherwise, or
+// when the layer already runs through Winograd, nothing. FR_OK or FR_ERR_NOMEM (c unchanged).
+fr_status fr_conv_pack(fr_conv *c);
+
+// Weight of output channel o at k = (ky * kw + kx) * cin + ci, from w or wp.
+float fr_conv_weight(const fr_conv *c, int o, size_t k);
 
 // Sets w from a PyTorch-layout weight [cout][cin][kh][kw] (reordered to [cout][kh][kw][cin]).
 void fr_conv_set_weight_oihw(fr_conv *c, const float *w_oihw);

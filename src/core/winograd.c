@@ -32,7 +32,7 @@ fr_status fr_wino_prepare(fr_conv *c) {
         for (int i = 0; i < c->cin; i++) {
             double g[3][3], t[6][3];
             for (int y = 0; y < 3; y++)
-                for (int x = 0; x < 3; x++) g[y][x] = c->w[(size_t)o * 9 * c->cin + (y * 3 + x) * c->cin + i];
+                for (int x = 0; x < 3; x++) g[y][x] = fr_conv_weight(c, o, (size_t)(y * 3 + x) * c->cin + i);
             for (int a = 0; a < 6; a++) // t = G g
                 for (int x = 0; x < 3; x++) t[a][x] = G[a][0] * g[0][x] + G[a][1] * g[1][x] + G[a][2] * g[2][x];
             for (int a = 0; a < 6; a++) // U = t G^T
@@ -42,7 +42,8 @@ fr_status fr_wino_prepare(fr_conv *c) {
         }
     c->wu = u;
     fr_free(c->w); // the layer now only runs through fr_wino_forward
-    c->w = NULL;
+    fr_free(c->wp);
+    c->w = c->wp = NULL;
     return FR_OK;
 }
 

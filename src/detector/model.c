@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include "core/alloc.h"
+#include "core/gemm.h"
 #include "core/log.h"
 #include "core/safetensors.h"
 #include "core/winograd.h"
@@ -12,6 +13,7 @@
 static size_t conv_bytes(const fr_conv *c) {
     size_t n = (c->w ? (size_t)c->cout * c->kh * c->kw * c->cin : 0) + (size_t)c->cout;
     if (c->wu) n += (size_t)FR_WINO_POS * c->cout * c->cin;
+    if (c->wp) n += fr_gemm_packed_floats(c->cout, c->kh * c->kw * c->cin);
     return n * sizeof(float);
 }
 
@@ -25,7 +27,26 @@ static size_t stage_bytes(const fr_stage *s) {
     return n;
 }
 
-// The folded (and, in fast mode, Winograd) weights held in memory.
+// Every convolution's weights into the built-in GEMM's layout (a no-op without it).
+static fr_status pack_stage(fr_stage *s) {
+    for (int i = 0; i < s->nblocks; i++) {
+        fr_bottleneck *b = &s->blocks[i];
+        if (fr_conv_pack(&b->conv1) || fr_conv_pack(&b->conv2) || fr_conv_pack(&b->conv3) ||
+            (b->has_shortcut && fr_conv_pack(&b->shortcut)))
+            return FR_ERR_NOMEM;
+    }
+    return FR_OK;
+}
+
+static fr_status pack_model(fr_model *m) {
+    if (fr_conv_pack(&m->bb.stem) || pack_stage(&m->res5) || fr_conv_pack(&m->rpn_conv) || fr_conv_pack(&m->rpn_out))
+        return FR_ERR_NOMEM;
+    for (int i = 0; i < 3; i++)
+        if (pack_stage(&m->bb.res[i])) return FR_ERR_NOMEM;
+    return FR_OK;
+}
+
+// The folded (packed; in fast mode, Winograd) weights held in memory.
 static size_t weight_bytes(const fr_model *m) {
     size_t n = conv_bytes(&m->bb.stem) + stage_bytes(&m->res5) + conv_bytes(&m->rpn_conv) + conv_bytes(&m->rpn_out) +
                (size_t)(m->cls_out + m->box_out) * (m->feat + 1) * sizeof(float);
@@ -131,6 +152,10 @@ fr_status fr_model_load_st(fr_model **out, fr_st_file *f, const char *cfg_json, 
         goto fail;
     m->feat = m->res5.cout;
     if ((st = load_predictor(m, f, err))) goto fail;
+    if (pack_model(m)) {
+        st = fr_fail(err, FR_ERR_NOMEM, "out of memory (packing weights)");
+        goto fail;
+    }
 
     m->weight_bytes = weight_bytes(m);
     // Unknown extra tensors are reported and ignored (CONTRACT.md). The merged RPN convs read

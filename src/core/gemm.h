@@ -1,0 +1,57 @@
+// gemm.h - the built-in GEMM of the convolutions (x86-64 with AVX-512F): C = A * B^T with B
+// (the weights) packed once at load, A packed block by block from the layer's input by a
+// callback, and the bias / residual / ReLU epilogue applied in registers before C is stored.
+//
+// Why not cblas_sgemm: a kxk convolution on cblas needs its im2col matrix written to memory
+// and read back (2.7 GB per image for res5's conv2 at 1000 RoIs), and every layer's epilogue
+// is one more pass over its output. Here A is gathered straight into an L2-sized block (the
+// im2col rows exist only one block at a time) and the epilogue rides on the last store, so
+// neither costs a pass over memory. The micro-kernel keeps a 12 x 32 tile of C in 24 zmm
+// registers. Sums run over k in the same order as a plain dot product split at KC boundaries;
+// results differ from cblas_sgemm's only by float rounding.
+//
+// Where AVX-512F is missing (or FRCNN_GEMM=blas is set in the environment) the weights stay
+// unpacked and ops.c uses im2col + cblas_sgemm as before.
+#ifndef FR_GEMM_H
+#define FR_GEMM_H
+
+#include <stddef.h>
+
+#define FR_GEMM_MR 12  // rows of the register tile (output pixels)
+#define FR_GEMM_NR 32  // columns of the register tile and of a weight panel (output channels)
+#define FR_GEMM_MC 144 // rows of A per block
+#define FR_GEMM_KC 384 // largest k range per block
+#define FR_GEMM_NC 512 // columns of B per sweep (a KC x NC block of weights stays in L2)
+#define FR_GEMM_LDA (FR_GEMM_KC + 16) // row stride of a packed A block: not a multiple of 4 KiB
+
+// 1 when this CPU runs the built-in GEMM (AVX-512F) and FRCNN_GEMM is not "blas". Evaluated once.
+int fr_gemm_enabled(void);
+
+// The most threads one GEMM uses: the larger of OpenMP's maximum and the processor count at the
+// first call, at most 64; fixed for the process, so scratch sized by fr_gemm_scratch() stays
+// enough. A call uses omp_get_max_threads() of its caller within that bound (one when called
+// inside a parallel region).
+int fr_gemm_threads(void);
+
+// Scratch floats one fr_gemm_run needs (a packed A block per thread).
+size_t fr_gemm_scratch(void);
+
+// Floats of B (n x k, row-major) packed into panels of FR_GEMM_NR columns, zero-padded.
+size_t fr_gemm_packed_floats(int n, int k);
+// dst[p][kk][j] = b[p * NR + j][kk] (0 past n). dst: fr_gemm_packed_floats(n, k) floats, 64-byte aligned.
+void fr_gemm_pack_b(const float *b, int n, int k, float *dst);
+// b[j][kk] of a packed B.
+static inline float fr_gemm_packed_at(const float *p, int k, int j, int kk) {
+    return p[((size_t)(j / FR_GEMM_NR) * k + kk) * FR_GEMM_NR + j % FR_GEMM_NR];
+}
+
+// Writes A's row `row`, columns [k0, k0 + kc), to dst (kc floats).
+typedef void (*fr_gemm_pack_fn)(const void *ctx, size_t row, int k0, int kc, float *dst);
+
+// C[m x n] (row stride n) = A[m x k] * B^T (+ C when accumulate), then, if bias is not NULL,
+// C += bias[j] (+ res[i][j], row stride n, when res is not NULL), then max(C, 0) when relu.
+// bp: B packed by fr_gemm_pack_b. scratch: fr_gemm_scratch() floats. Only when fr_gemm_enabled().
+void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, const float *bp, float *c,
+                 int accumulate, const float *bias, const float *res, int relu, float *scratch);
+
+#endif
