@@ -10,6 +10,9 @@
 // against cblas_sgemm on the R101-C4 shapes (README, "Performance").
 #include "gemm.h"
 
+#include "alloc.h"
+#include "status.h"
+
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -67,6 +70,18 @@ void fr_gemm_pack_b(const float *b, int n, int k, float *dst) {
     for (int j = 0; j < n; j++)
         for (int kk = 0; kk < k; kk++)
             dst[((size_t)(j / FR_GEMM_NR) * k + kk) * FR_GEMM_NR + j % FR_GEMM_NR] = b[(size_t)j * k + kk];
+}
+
+int fr_gemm_pack_b_inplace(float *b, int n, int k) {
+    float *t = fr_malloc((size_t)FR_GEMM_NR * k * sizeof(float));
+    if (!t) return FR_ERR_NOMEM;
+    for (int p = 0; p < n / FR_GEMM_NR; p++) {
+        float *panel = b + (size_t)p * FR_GEMM_NR * k;
+        memcpy(t, panel, (size_t)FR_GEMM_NR * k * sizeof(float));
+        fr_gemm_pack_b(t, FR_GEMM_NR, k, panel);
+    }
+    fr_free(t);
+    return FR_OK;
 }
 
 #ifdef FR_HAVE_AVX512_KERNEL

@@ -40,6 +40,11 @@ size_t fr_gemm_scratch(void);
 size_t fr_gemm_packed_floats(int n, int k);
 // dst[p][kk][j] = b[p * NR + j][kk] (0 past n). dst: fr_gemm_packed_floats(n, k) floats, 64-byte aligned.
 void fr_gemm_pack_b(const float *b, int n, int k, float *dst);
+// fr_gemm_pack_b in place, through one panel of temporary heap: n must be a multiple of
+// FR_GEMM_NR (panel p then occupies exactly rows [32p, 32p + 32) of b). FR_OK or FR_ERR_NOMEM
+// (b unchanged).
+int fr_gemm_pack_b_inplace(float *b, int n, int k);
+
 // b[j][kk] of a packed B.
 static inline float fr_gemm_packed_at(const float *p, int k, int j, int kk) {
     return p[((size_t)(j / FR_GEMM_NR) * k + kk) * FR_GEMM_NR + j % FR_GEMM_NR];

@@ -55,16 +55,9 @@ fr_status fr_conv_pack(fr_conv *c) {
     if (!fr_gemm_enabled() || !c->w || c->wu) return FR_OK;
     int K = c->kh * c->kw * c->cin;
     if (c->cout % FR_GEMM_NR == 0) {
-        // panel p is rows [32p, 32p + 32) of w transposed, in the same place: pack in place
-        // through one panel of temporary space rather than holding the layer twice
-        float *t = fr_malloc((size_t)FR_GEMM_NR * K * sizeof(float));
-        if (!t) return FR_ERR_NOMEM;
-        for (int p = 0; p < c->cout / FR_GEMM_NR; p++) {
-            float *panel = c->w + (size_t)p * FR_GEMM_NR * K;
-            memcpy(t, panel, (size_t)FR_GEMM_NR * K * sizeof(float));
-            fr_gemm_pack_b(t, FR_GEMM_NR, K, panel);
-        }
-        fr_free(t);
+        // panel p is rows [32p, 32p + 32) of w transposed, in the same place: packing in place
+        // does not hold the layer twice
+        if (fr_gemm_pack_b_inplace(c->w, c->cout, K)) return FR_ERR_NOMEM;
         c->wp = c->w;
     } else {
         float *p = fr_aligned_alloc(fr_gemm_packed_floats(c->cout, K) * sizeof(float));
