@@ -2,6 +2,7 @@
 // cblas_sgemm alone on exactly the same GEMM shapes, measured in the same run.
 #include "cli.h"
 #include "core/alloc.h"
+#include "core/gemm.h"
 #include "core/ops.h"
 #include "core/timer.h"
 #include "detector/session.h"
@@ -214,6 +215,9 @@ static int bench_setting(const char *path, const char *base_json, const fr_image
     }
     printf("%-12s %8.2f %10.1f %9.1f %10.1f %11.1f %10.1f %8.1f%%\n", "total", tg, best_total, tg / best_total * 1e3,
            best_gemm_total, tng, ts, 100 * ts / best_total);
+    if (fr_gemm_enabled())
+        printf("(convolutions on the built-in GEMM: its time includes gathering the im2col rows into its packed\n"
+               " blocks and the bias/residual/ReLU applied before its stores; the sgemm-only column is cblas_sgemm)\n");
     printf("end to end %.0f ms = %.3fx the sgemm-only time (%.0f ms); non-GEMM work %.1f%% of the total;\n"
            "peak RSS %.0f MB; model load %.0f ms (%.1f MB of weights); session arena %.0f MB\n",
            best_total, best_total / ts, ts, 100 * tng / tt, rss, load_ms, m->weight_bytes / 1e6, s->arena.cap / 1e6);
