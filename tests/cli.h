@@ -27,6 +27,7 @@ static int frcnn(const char *const *args) {
     int n = 1;
     for (; args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
     argv[n] = NULL;
+    fflush(NULL); // else the child's freopen writes the parent's buffered output a second time
     pid_t pid = fork();
     if (pid == 0) {
         if (!freopen(g_out, "w", stdout) || !freopen(g_err, "w", stderr)) _exit(126);
