@@ -130,7 +130,7 @@ __attribute__((target("avx512f,fma"))) static void kernel(int kc, const float *a
 }
 
 void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, const float *bp, float *c,
-                 int accumulate, const float *bias, const float *res, int relu, float *scratch) {
+                 size_t ldc, int accumulate, const float *bias, const float *res, int relu, float *scratch) {
     if (!m || n <= 0) return;
     // k ranges of equal size, at most FR_GEMM_KC
     int nk = (k + FR_GEMM_KC - 1) / FR_GEMM_KC;
@@ -175,8 +175,8 @@ void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, 
                     for (int j = j0; j < j1; j += FR_GEMM_NR) {
                         const float *panel = bp + ((size_t)(j / FR_GEMM_NR) * k + p0) * FR_GEMM_NR;
                         op.bias = last && bias ? bias + j : NULL;
-                        op.res = op.bias && res ? res + row * n + j : NULL;
-                        kernel(kc, pa + (size_t)i * FR_GEMM_LDA, panel, c + row * n + j, (size_t)n, mr, n - j, &op);
+                        op.res = op.bias && res ? res + row * ldc + j : NULL;
+                        kernel(kc, pa + (size_t)i * FR_GEMM_LDA, panel, c + row * ldc + j, ldc, mr, n - j, &op);
                     }
                 }
             }
@@ -187,9 +187,9 @@ void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, 
 #else
 
 void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, const float *bp, float *c,
-                 int accumulate, const float *bias, const float *res, int relu, float *scratch) {
-    (void)m, (void)n, (void)k, (void)pack, (void)ctx, (void)bp, (void)c, (void)accumulate, (void)bias, (void)res,
-        (void)relu, (void)scratch;
+                 size_t ldc, int accumulate, const float *bias, const float *res, int relu, float *scratch) {
+    (void)m, (void)n, (void)k, (void)pack, (void)ctx, (void)bp, (void)c, (void)ldc, (void)accumulate, (void)bias,
+        (void)res, (void)relu, (void)scratch;
     abort(); // fr_gemm_enabled() is 0 here
 }
 

@@ -53,10 +53,10 @@ static inline float fr_gemm_packed_at(const float *p, int k, int j, int kk) {
 // Writes A's row `row`, columns [k0, k0 + kc), to dst (kc floats).
 typedef void (*fr_gemm_pack_fn)(const void *ctx, size_t row, int k0, int kc, float *dst);
 
-// C[m x n] (row stride n) = A[m x k] * B^T (+ C when accumulate), then, if bias is not NULL,
-// C += bias[j] (+ res[i][j], row stride n, when res is not NULL), then max(C, 0) when relu.
+// C[m x n] (row stride ldc) = A[m x k] * B^T (+ C when accumulate), then, if bias is not NULL,
+// C += bias[j] (+ res[i][j], row stride ldc, when res is not NULL), then max(C, 0) when relu.
 // bp: B packed by fr_gemm_pack_b. scratch: fr_gemm_scratch() floats. Only when fr_gemm_enabled().
 void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, const float *bp, float *c,
-                 int accumulate, const float *bias, const float *res, int relu, float *scratch);
+                 size_t ldc, int accumulate, const float *bias, const float *res, int relu, float *scratch);
 
 #endif

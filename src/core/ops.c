@@ -19,10 +19,32 @@ void fr_ops_set_gemm_hook(fr_gemm_hook fn, void *user) {
     g_gemm_user = user;
 }
 
-void fr_gemm_nt(int m, int n, int k, const float *a, const float *b, float beta, float *c) {
+void fr_gemm_nt_ld(int m, int n, int k, const float *a, int lda, const float *b, float beta, float *c, int ldc) {
     double t0 = g_gemm_hook ? fr_time_ms() : 0;
-    if (m > 0 && n > 0) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, beta, c, n);
+    if (m > 0 && n > 0) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, lda, b, k, beta, c, ldc);
     if (g_gemm_hook) g_gemm_hook(m, n, k, fr_time_ms() - t0, g_gemm_user);
+}
+
+typedef struct {
+    const float *a;
+    size_t lda;
+} plain_ctx;
+
+static void pack_plain_row(const void *ctxp, size_t row, int k0, int kc, float *dst) {
+    const plain_ctx *p = ctxp;
+    memcpy(dst, p->a + row * p->lda + k0, (size_t)kc * sizeof(float));
+}
+
+void fr_gemm_packed_nt(int m, int n, int k, const float *a, size_t lda, const float *bp, float *c, size_t ldc,
+                       float *scratch) {
+    double t0 = g_gemm_hook ? fr_time_ms() : 0;
+    plain_ctx p = {a, lda};
+    if (m > 0) fr_gemm_run((size_t)m, n, k, pack_plain_row, &p, bp, c, ldc, 0, NULL, NULL, 0, scratch);
+    if (g_gemm_hook) g_gemm_hook(m, n, k, fr_time_ms() - t0, g_gemm_user);
+}
+
+void fr_gemm_nt(int m, int n, int k, const float *a, const float *b, float beta, float *c) {
+    fr_gemm_nt_ld(m, n, k, a, k, b, beta, c, n);
 }
 
 fr_status fr_conv_alloc(fr_conv *c, int cin, int cout, int kh, int kw, int stride, int pad) {
@@ -246,8 +268,8 @@ static void conv_forward(const fr_conv *c, const fr_tensor *x, const float *in_b
     if (c->wp) {
         pack_ctx p = {c, x, in_bias, ho, wo};
         double t0 = g_gemm_hook ? fr_time_ms() : 0;
-        fr_gemm_run(rows, c->cout, K, pack_conv_row, &p, c->wp, y->data, beta != 0.0f, act >= 0 ? c->b : NULL, res,
-                    relu, scratch);
+        fr_gemm_run(rows, c->cout, K, pack_conv_row, &p, c->wp, y->data, (size_t)c->cout, beta != 0.0f,
+                    act >= 0 ? c->b : NULL, res, relu, scratch);
         if (g_gemm_hook) g_gemm_hook((int)rows, c->cout, K, fr_time_ms() - t0, g_gemm_user);
         return;
     }

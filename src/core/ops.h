@@ -20,7 +20,7 @@ typedef struct {
     int cin, cout, kh, kw, stride, pad;
     float *w; // [cout][kh][kw][cin], 64-byte aligned, owned by the model
     float *b; // [cout], owned by the model (zeros when the layer has none)
-    float *wu; // fast mode: Winograd weights [36][cout][cin] (winograd.h), else NULL
+    float *wu; // fast mode: Winograd weights [36][cout][cin] (winograd.h; packed per position), else NULL
     float *wp; // packed for the built-in GEMM (gemm.h; fr_conv_pack), then w is NULL; else NULL
 } fr_conv;
 
@@ -84,5 +84,13 @@ void fr_ops_set_gemm_hook(fr_gemm_hook fn, void *user);
 
 // The one sgemm call site: C[m x n] (ldc n) = A[m x k] * B[n x k]^T (+ C when beta = 1).
 void fr_gemm_nt(int m, int n, int k, const float *a, const float *b, float beta, float *c);
+// The same with A's rows lda floats apart and C's rows ldc floats apart.
+void fr_gemm_nt_ld(int m, int n, int k, const float *a, int lda, const float *b, float beta, float *c, int ldc);
+
+// C[m x n] (row stride ldc) = A[m x k] (row stride lda) * B^T on the built-in GEMM, B packed
+// by fr_gemm_pack_b; scratch: fr_gemm_scratch() floats. Only when fr_gemm_enabled(). Reported
+// to the profiling hook like fr_gemm_nt.
+void fr_gemm_packed_nt(int m, int n, int k, const float *a, size_t lda, const float *bp, float *c, size_t ldc,
+                       float *scratch);
 
 #endif

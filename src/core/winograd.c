@@ -4,14 +4,21 @@
 // the interpolation points 0, 1, -1, 2, -2 and infinity):
 //   V = B^T d B (d: 6x6 input patch), U = G g G^T (g: 3x3 kernel), Y = A^T (U . V) A (4x4).
 // The sum over input channels of U . V at each of the 36 positions is one GEMM over
-// (tiles x cin) . (cout x cin)^T, so the work is 36 GEMMs per chunk of tiles.
+// (tiles x cin) . (cout x cin)^T, so the work is 36 GEMMs per chunk of tiles. V and M are kept
+// tile-major ([tile][position][channel]): each tile's transforms read and write one contiguous
+// block, and the GEMMs take every 36th row (the built-in GEMM, when it runs, copies rows into
+// its packed blocks anyway).
 #include "winograd.h"
 
 #include "alloc.h"
+#include "gemm.h"
 #include "simd.h"
 
 
 #define CB 64 // channels per block in the transforms (their buffers stay in L1/L2)
+
+// Each position's U[p] (cout x cin) is packed for the built-in GEMM (in place) when it runs.
+static int packed(const fr_conv *c) { return fr_gemm_enabled() && c->cout % FR_GEMM_NR == 0; }
 
 static int eligible(const fr_conv *c) {
     return c->kh == 3 && c->kw == 3 && c->stride == 1 && c->pad == 1;
@@ -40,6 +47,12 @@ fr_status fr_wino_prepare(fr_conv *c) {
                     u[(a * 6 + b) * per + (size_t)o * c->cin + i] =
                         (float)(t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2]);
         }
+    if (packed(c))
+        for (int p = 0; p < FR_WINO_POS; p++)
+            if (fr_gemm_pack_b_inplace(u + p * per, c->cout, c->cin)) {
+                fr_free(u);
+                return FR_ERR_NOMEM;
+            }
     c->wu = u;
     fr_free(c->w); // the layer now only runs through fr_wino_forward
     fr_free(c->wp);
@@ -56,7 +69,7 @@ size_t fr_wino_scratch(const fr_conv *c, int n, int h, int w) {
     if (!c->wu) return 0;
     size_t tiles = (size_t)n * ((h + 3) / 4) * ((w + 3) / 4), ch = chunk_tiles(c);
     if (tiles < ch) ch = tiles;
-    return ch * FR_WINO_POS * (size_t)(c->cin + c->cout);
+    return ch * FR_WINO_POS * (size_t)(c->cin + c->cout) + (packed(c) ? fr_gemm_scratch() : 0);
 }
 
 // out[k] = B^T in along one axis: 6 vectors of length L (stride s between them) -> 6.
@@ -88,9 +101,9 @@ static inline void at6(const float *restrict in, size_t si, float *restrict out,
     }
 }
 
-// Input transform of one tile (patch origin yy, xx of image n) into V[p][t][c], p < 36.
-FR_CLONES static void in_tile(const fr_tensor *x, const float *in_bias, int n, int yy, int xx, float *V, size_t tc,
-                             size_t t) {
+// Input transform of one tile (patch origin yy, xx of image n) into V[t][p][c], p < 36: one
+// contiguous block per tile.
+FR_CLONES static void in_tile(const fr_tensor *x, const float *in_bias, int n, int yy, int xx, float *V, size_t t) {
     const int C = x->c, H = x->h, W = x->w;
     float d[36 * CB], e[36 * CB];
     for (int c0 = 0; c0 < C; c0 += CB) {
@@ -114,19 +127,19 @@ FR_CLONES static void in_tile(const fr_tensor *x, const float *in_bias, int n, i
             }
         for (int b = 0; b < 6; b++) bt6(d + b * CB, 6 * CB, e + b * CB, 6 * CB, L); // along the rows
         for (int a = 0; a < 6; a++) // along the columns, straight into V
-            bt6(e + a * 6 * CB, CB, V + ((size_t)a * 6 * tc + t) * C + c0, tc * C, L);
+            bt6(e + a * 6 * CB, CB, V + ((size_t)t * FR_WINO_POS + a * 6) * C + c0, C, L);
     }
 }
 
-// Output transform of one tile (outputs oy.., ox.. of image n) from M[p][t][o], + bias, ReLU.
-FR_CLONES static void out_tile(const float *M, size_t tc, size_t t, const float *bias, int relu, fr_tensor *y,
+// Output transform of one tile (outputs oy.., ox.. of image n) from M[t][p][o], + bias, ReLU.
+FR_CLONES static void out_tile(const float *M, size_t t, const float *bias, int relu, fr_tensor *y,
                               int n, int oy, int ox) {
     const int O = y->c, H = y->h, W = y->w;
     float z[24 * CB], r[16 * CB];
     for (int o0 = 0; o0 < O; o0 += CB) {
         int L = O - o0 < CB ? O - o0 : CB;
         for (int b = 0; b < 6; b++) // along the rows, straight from M: z[4][6]
-            at6(M + ((size_t)b * tc + t) * O + o0, 6 * tc * O, z + b * CB, 6 * CB, L);
+            at6(M + ((size_t)t * FR_WINO_POS + b) * O + o0, 6 * (size_t)O, z + b * CB, 6 * CB, L);
         for (int a = 0; a < 4; a++) at6(z + a * 6 * CB, CB, r + a * 4 * CB, CB, L); // r[4][4]
         for (int a = 0; a < 4 && oy + a < H; a++)
             for (int b = 0; b < 4 && ox + b < W; b++) {
@@ -156,16 +169,20 @@ void fr_wino_forward(const fr_conv *c, const fr_tensor *x, const float *in_bias,
 #pragma omp parallel for schedule(static)
         for (size_t t = 0; t < tc; t++) {
             size_t g = t0 + t;
-            in_tile(x, in_bias, (int)(g / ((size_t)ty * tx)), (int)(g / tx % ty) * 4 - 1, (int)(g % tx) * 4 - 1, V,
-                    tc, t);
+            in_tile(x, in_bias, (int)(g / ((size_t)ty * tx)), (int)(g / tx % ty) * 4 - 1, (int)(g % tx) * 4 - 1, V, t);
         }
-        // M[p] = V[p] U[p]^T: (tc x C) (O x C)^T
+        // M[.][p] = V[.][p] U[p]^T: (tc x C) (O x C)^T, rows 36 positions apart
         for (int p = 0; p < FR_WINO_POS; p++)
-            fr_gemm_nt((int)tc, O, C, V + (size_t)p * tc * C, c->wu + (size_t)p * O * C, 0.0f, M + (size_t)p * tc * O);
+            if (packed(c))
+                fr_gemm_packed_nt((int)tc, O, C, V + (size_t)p * C, (size_t)FR_WINO_POS * C, c->wu + (size_t)p * O * C,
+                                  M + (size_t)p * O, (size_t)FR_WINO_POS * O, M + FR_WINO_POS * tc * O);
+            else
+                fr_gemm_nt_ld((int)tc, O, C, V + (size_t)p * C, FR_WINO_POS * C, c->wu + (size_t)p * O * C, 0.0f,
+                              M + (size_t)p * O, FR_WINO_POS * O);
 #pragma omp parallel for schedule(static)
         for (size_t t = 0; t < tc; t++) {
             size_t g = t0 + t;
-            out_tile(M, tc, t, c->b, relu, y, (int)(g / ((size_t)ty * tx)), (int)(g / tx % ty) * 4,
+            out_tile(M, t, c->b, relu, y, (int)(g / ((size_t)ty * tx)), (int)(g / tx % ty) * 4,
                      (int)(g % tx) * 4);
         }
     }

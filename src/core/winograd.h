@@ -15,7 +15,8 @@
 #define FR_WINO_POS 36
 #define FR_WINO_CHUNK_BYTES (96u << 20)
 
-// Computes c->wu (the transformed weights, [36][cout][cin], 4x the 3x3 weights) when c is a
+// Computes c->wu (the transformed weights, [36][cout][cin], 4x the 3x3 weights; each position
+// packed for the built-in GEMM when it runs, gemm.h) when c is a
 // 3x3 / stride 1 / pad 1 convolution, and frees c->w: from then on the layer runs only as
 // fr_conv_forward / fr_conv_forward_act_in without a residual. Other layers are left alone.
 // FR_OK or FR_ERR_NOMEM (then c is unchanged).
