@@ -1,7 +1,7 @@
 // detector.c - sessions and the detection pipeline (see detector.h).
 //
 // Pipeline: decode -> resize + normalise -> stem..res4 -> RPN head convs -> proposals ->
-// RoIAlign/RoIPool in chunks of FR_HEAD_CHUNK RoIs -> res5 -> mean pool -> predictor ->
+// RoIAlign/RoIPool in chunks of fr_head_chunk() RoIs -> res5 -> mean pool -> predictor ->
 // per-class post-processing -> boxes in original-image pixels.
 #include "session.h"
 
@@ -57,10 +57,11 @@ static void plan_for(const fr_model *m, int h, int w, plan_t *p) {
     int S = cfg->roi_size;
     int pre = cfg->stride_in_1x1 && cfg->res5_stride == 2; // RoI op samples only what res5 reads
     int so = pre ? (S + 1) / 2 : S;
-    p->roi = (size_t)FR_HEAD_CHUNK * so * so * m->bb.res[2].cout;
+    int chunk = fr_head_chunk(m);
+    p->roi = (size_t)chunk * so * so * m->bb.res[2].cout;
     int ho, wo;
-    fr_stage_plan(&m->res5, FR_HEAD_CHUNK, S, S, &p->head_act, &p->head_scratch, &ho, &wo);
-    p->pooled = (size_t)FR_HEAD_CHUNK * m->feat;
+    fr_stage_plan(&m->res5, chunk, S, S, &p->head_act, &p->head_scratch, &ho, &wo);
+    p->pooled = (size_t)chunk * m->feat;
     p->pred = (size_t)cfg->post_nms_topk * (m->cls_out + m->box_out);
 }
 
@@ -212,8 +213,9 @@ static fr_status run_head(fr_session *s, const fr_tensor *res4, int nprop, fr_er
     rp.threads = 2;
     int so = fr_roi_out_side(&rp);
     fr_box_head head = {&m->res5, m->pred_w, m->pred_b, m->feat, m->cls_out + m->box_out};
-    for (int r0 = 0; r0 < nprop; r0 += FR_HEAD_CHUNK) {
-        int n = nprop - r0 < FR_HEAD_CHUNK ? nprop - r0 : FR_HEAD_CHUNK;
+    const int chunk = fr_head_chunk(m);
+    for (int r0 = 0; r0 < nprop; r0 += chunk) {
+        int n = nprop - r0 < chunk ? nprop - r0 : chunk;
         fr_tensor roi = {s->roi_feat, n, so, so, res4->c};
         double t0 = fr_time_ms();
         s->stage = FR_STAGE_ROI;
