@@ -11,9 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 typedef struct {
     int m, n, k, stage;
@@ -237,9 +234,6 @@ done:
     fr_image_free(&img);
     fr_session_free(s);
     fr_model_free(m);
-#ifdef __GLIBC__
-    malloc_trim(0); // hand this setting's freed heap back, so the next setting's peak RSS is its own
-#endif
     return rc;
 }
 
