@@ -19,10 +19,16 @@ void fr_ops_set_gemm_hook(fr_gemm_hook fn, void *user) {
     g_gemm_user = user;
 }
 
+// The profiling hook around every GEMM (cblas or built-in): start, then report.
+static double hook_start(void) { return g_gemm_hook ? fr_time_ms() : 0; }
+static void hook_report(size_t m, int n, int k, double t0) {
+    if (g_gemm_hook) g_gemm_hook((int)m, n, k, fr_time_ms() - t0, g_gemm_user);
+}
+
 void fr_gemm_nt_ld(int m, int n, int k, const float *a, int lda, const float *b, float beta, float *c, int ldc) {
-    double t0 = g_gemm_hook ? fr_time_ms() : 0;
+    double t0 = hook_start();
     if (m > 0 && n > 0) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, lda, b, k, beta, c, ldc);
-    if (g_gemm_hook) g_gemm_hook(m, n, k, fr_time_ms() - t0, g_gemm_user);
+    hook_report((size_t)(m > 0 ? m : 0), n, k, t0);
 }
 
 typedef struct {
@@ -37,10 +43,10 @@ static void pack_plain_row(const void *ctxp, size_t row, int k0, int kc, float *
 
 void fr_gemm_packed_nt(int m, int n, int k, const float *a, size_t lda, const float *bp, float *c, size_t ldc,
                        float *scratch) {
-    double t0 = g_gemm_hook ? fr_time_ms() : 0;
+    double t0 = hook_start();
     plain_ctx p = {a, lda};
     if (m > 0) fr_gemm_run((size_t)m, n, k, pack_plain_row, &p, bp, c, ldc, 0, NULL, NULL, 0, scratch);
-    if (g_gemm_hook) g_gemm_hook(m, n, k, fr_time_ms() - t0, g_gemm_user);
+    hook_report((size_t)(m > 0 ? m : 0), n, k, t0);
 }
 
 void fr_gemm_nt(int m, int n, int k, const float *a, const float *b, float beta, float *c) {
@@ -267,10 +273,10 @@ static void conv_forward(const fr_conv *c, const fr_tensor *x, const float *in_b
     }
     if (c->wp) {
         pack_ctx p = {c, x, in_bias, ho, wo};
-        double t0 = g_gemm_hook ? fr_time_ms() : 0;
+        double t0 = hook_start();
         fr_gemm_run(rows, c->cout, K, pack_conv_row, &p, c->wp, y->data, (size_t)c->cout, beta != 0.0f,
                     act >= 0 ? c->b : NULL, res, relu, scratch);
-        if (g_gemm_hook) g_gemm_hook((int)rows, c->cout, K, fr_time_ms() - t0, g_gemm_user);
+        hook_report(rows, c->cout, K, t0);
         return;
     }
     if (is_pointwise(c)) {
