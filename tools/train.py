@@ -2,7 +2,8 @@
 """train.py - trains the bundled demo model: a narrow ResNet-101-C4 Faster R-CNN on tools/shapes.py data.
 
   train.py [--out models/demo.safetensors] [--data build/shapes] [--width-div 8]
-           [--iters 1500] [--max-minutes 30] [--device cpu|cuda] [--threads 2] [--seed 0] ...
+           [--iters 1500] [--max-minutes 30] [--device cpu|cuda] [--threads 2] [--seed 0]
+           [--init MODEL] ...
 
 Steps:
  1. Generates (or reuses) the synthetic VOC dataset with tools/shapes.py under --data
@@ -14,6 +15,10 @@ Steps:
     last BN of each residual branch starts at 0 (identity residual blocks, so the net starts
     shallow: "zero-init residual"; --residual-gamma). Heads get
     detectron2's init: RPN normal(0.01), cls_score normal(0.01), bbox_pred normal(0.001).
+    --init MODEL skips this step and continues training a model train.py wrote: its tensors,
+    BN statistics and config (input sizes, width) are kept; a fresh schedule (warmup, cosine)
+    runs from --lr; the metadata's iterations and minutes are cumulative, "frcnn.init" names
+    the starting model, and the new log starts with the old one.
  3. Trains with the reference model's own forward code (tools/reference/model.py) and the
     detectron2 losses:
       RPN: anchors matched to GT at IoU 0.7 / 0.3 (plus each GT's best anchors), 256 anchors
@@ -477,6 +482,36 @@ def export(path, w, cfg, meta_extra):
     return tensors, meta
 
 
+def load_init(path, a, log):
+    """--init: the tensors, config and training history of a model train.py wrote. Returns
+    (weights, config, iterations, minutes, description); exits on a file that does not fit."""
+    try:
+        tensors, meta = st.load(path)
+        cfg = json.loads(meta["frcnn.config"])
+        div = int(meta.get("frcnn.width_div", "0"))
+        iters = int(meta.get("frcnn.iters", "0"))
+        minutes = float(meta.get("frcnn.train_minutes", "0"))
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit("train: --init %s: not a model train.py wrote (%s)" % (path, e))
+    if cfg.get("classes") != list(shapes.CLASSES) or div < 1:
+        sys.exit("train: --init %s: classes %s, width-div %d; expected %s and a width-div"
+                 % (path, cfg.get("classes"), div, shapes.CLASSES))
+    ref = make_weights.init_tensors(cfg, div, torch.Generator().manual_seed(0))
+    bad = sorted(set(ref) ^ set(tensors)) or [k for k in ref if tuple(ref[k].shape) != tensors[k].shape]
+    if bad:
+        sys.exit("train: --init %s: tensors do not match a width-div %d model (%s...)"
+                 % (path, div, ", ".join(bad[:3])))
+    if div != a.width_div or cfg["input"]["min_size"] != a.min_size or cfg["input"]["max_size"] != a.max_size:
+        log("train: --init: the model's own width-div %d and input %d/%d are kept"
+            % (div, cfg["input"]["min_size"], cfg["input"]["max_size"]))
+        a.width_div = div
+    w = {k: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items()}
+    desc = "%s (%d iterations, %.1f min, reference VOC07 mAP %s)" % (
+        os.path.basename(path), iters, minutes, meta.get("frcnn.ref_map07", "?"))
+    log("train: continuing from " + desc)
+    return w, cfg, iters, minutes, desc
+
+
 def lr_at(a, it, elapsed):
     prog = it / float(a.iters)
     if a.max_minutes > 0:
@@ -527,6 +562,9 @@ def main(argv=None):
                          "affine); batch: batch statistics while training, then re-estimated")
     ap.add_argument("--bn-images", type=int, default=64,
                     help="images for re-estimating the BN statistics (--bn batch)")
+    ap.add_argument("--init", metavar="SAFETENSORS",
+                    help="start from this model (one train.py wrote) instead of fresh weights: "
+                         "its config, width and BN statistics are kept (continued training)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=20)
@@ -543,15 +581,29 @@ def main(argv=None):
     out = os.path.abspath(a.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     base = out[: -len(".safetensors")] if out.endswith(".safetensors") else out
+    history = ""
+    if a.init:  # a continued run's log starts with the log of the run it continues
+        ib = a.init[: -len(".safetensors")] if a.init.endswith(".safetensors") else a.init
+        if os.path.isfile(ib + ".train.log"):
+            with open(ib + ".train.log") as f:
+                history = f.read()
     log = Log(base + ".train.log")
+    if history:
+        log.f.write(history + ("" if history.endswith("\n") else "\n"))
+        log("train: ---- continued from %s ----" % a.init)
     log("train: torch %s, torchvision %s, device %s, threads %d" % (
         torch.__version__, torchvision.__version__, device, torch.get_num_threads()))
     log("train: args " + " ".join("%s=%s" % kv for kv in sorted(vars(a).items())))
 
     root = shapes.generate(a.data, a.data_seed, a.n_train, a.n_val, a.n_test, a.size, force=False, log=log)
-    cfg = json.loads(json.dumps(DEMO_CONFIG))
-    cfg["input"]["min_size"] = a.min_size
-    cfg["input"]["max_size"] = a.max_size
+    init = None
+    if a.init:
+        init = load_init(a.init, a, log)
+        cfg = init[1]
+    else:
+        cfg = json.loads(json.dumps(DEMO_CONFIG))
+        cfg["input"]["min_size"] = a.min_size
+        cfg["input"]["max_size"] = a.max_size
     cfg = model.normalize_config(cfg)
     classes = cfg["classes"]
     train = load_split(root, "trainval", classes)
@@ -561,8 +613,11 @@ def main(argv=None):
 
     gen = torch.Generator().manual_seed(a.seed)
     order = torch.randperm(len(train), generator=gen).tolist()
-    w = init_weights(cfg, a.width_div, a.seed, [train[i] for i in order[: a.calib_images]], log,
-                     a.residual_gamma)
+    if init is not None:
+        w = init[0]
+    else:
+        w = init_weights(cfg, a.width_div, a.seed, [train[i] for i in order[: a.calib_images]], log,
+                         a.residual_gamma)
     nparam = sum(v.numel() for v in w.values())
     log("train: %d tensors, %d values (%.1f MB as F32), width-div %d"
         % (len(w), nparam, nparam * 4 / 1e6, a.width_div))
@@ -637,12 +692,14 @@ def main(argv=None):
         "frcnn.generator": "tools/train.py (trained on tools/shapes.py data)",
         "frcnn.seed": str(a.seed),
         "frcnn.width_div": str(a.width_div),
-        "frcnn.iters": str(it),
-        "frcnn.train_minutes": "%.1f" % minutes,
+        "frcnn.iters": str(it + (init[2] if init else 0)),
+        "frcnn.train_minutes": "%.1f" % (minutes + (init[3] if init else 0.0)),
         "frcnn.dataset": json.dumps(shapes.params_of(argparse.Namespace(
             seed=a.data_seed, n_train=a.n_train, n_val=a.n_val, n_test=a.n_test, size=a.size,
             quality=90))),
     }
+    if init is not None:
+        meta["frcnn.init"] = init[4]
     export(out, w, cfg, meta)
     log("train: wrote %s (%.2f MB)" % (out, os.path.getsize(out) / 1e6))
     if a.no_eval or a.n_test == 0:
