@@ -22,14 +22,16 @@ fr_status fr_conv_load(fr_conv *c, fr_st_file *f, const char *name, int cin, int
     int64_t shape[4] = {cout, cin, k, k};
     if (fr_conv_alloc(c, cin, cout, k, k, stride, pad)) return fr_fail(err, FR_ERR_NOMEM, "out of memory loading %s", key);
     fr_status st;
-    size_t nw = (size_t)cout * cin * k * k;
+    // A 1x1 kernel's OIHW layout is already ours ([cout][cin]): read it in place. Larger
+    // kernels go through a scratch copy to reorder them; the scratch also holds the BN vectors.
+    size_t nw = k == 1 ? 0 : (size_t)cout * cin * k * k;
     float *tmp = fr_malloc((nw + 4 * (size_t)cout) * sizeof(float));
     if (!tmp) {
         fr_conv_free(c);
         return fr_fail(err, FR_ERR_NOMEM, "out of memory loading %s", key);
     }
-    if ((st = fr_st_read_f32(f, key, 4, shape, tmp, err))) goto done;
-    fr_conv_set_weight_oihw(c, tmp);
+    if ((st = fr_st_read_f32(f, key, 4, shape, k == 1 ? c->w : tmp, err))) goto done;
+    if (k != 1) fr_conv_set_weight_oihw(c, tmp);
     int64_t vs[1] = {cout};
     snprintf(key, sizeof key, "%s.bias", name);
     int has_bias = fr_st_find(f, key) != NULL;

@@ -104,13 +104,13 @@ float fr_conv_weight(const fr_conv *c, int o, size_t k) {
 }
 
 void fr_conv_set_weight_oihw(fr_conv *c, const float *w) {
-    int K = c->kh * c->kw * c->cin;
-    for (int o = 0; o < c->cout; o++)
-        for (int i = 0; i < c->cin; i++)
-            for (int y = 0; y < c->kh; y++)
-                for (int x = 0; x < c->kw; x++)
-                    c->w[(size_t)o * K + (y * c->kw + x) * c->cin + i] =
-                        w[(((size_t)o * c->cin + i) * c->kh + y) * c->kw + x];
+    size_t K = (size_t)c->kh * c->kw * c->cin, taps = (size_t)c->kh * c->kw;
+    for (int o = 0; o < c->cout; o++) { // written in order, read with a stride of kh*kw
+        float *dst = c->w + o * K;
+        const float *src = w + o * K;
+        for (size_t t = 0; t < taps; t++)
+            for (int i = 0; i < c->cin; i++) *dst++ = src[(size_t)i * taps + t];
+    }
 }
 
 void fr_conv_fold_bn(fr_conv *c, const float *gamma, const float *beta, const float *mean,

@@ -27,23 +27,35 @@ static size_t stage_bytes(const fr_stage *s) {
     return n;
 }
 
-// Every convolution's weights into the built-in GEMM's layout (a no-op without it).
-static fr_status pack_stage(fr_stage *s) {
+// Every convolution's weights into the built-in GEMM's layout (a no-op without it), the
+// convolutions shared out between the threads (packing is a strided copy of 211 MB at R101).
+static int collect_stage(fr_stage *s, fr_conv **v, int n) {
     for (int i = 0; i < s->nblocks; i++) {
         fr_bottleneck *b = &s->blocks[i];
-        if (fr_conv_pack(&b->conv1) || fr_conv_pack(&b->conv2) || fr_conv_pack(&b->conv3) ||
-            (b->has_shortcut && fr_conv_pack(&b->shortcut)))
-            return FR_ERR_NOMEM;
+        v[n++] = &b->conv1;
+        v[n++] = &b->conv2;
+        v[n++] = &b->conv3;
+        if (b->has_shortcut) v[n++] = &b->shortcut;
     }
-    return FR_OK;
+    return n;
 }
 
 static fr_status pack_model(fr_model *m) {
-    if (fr_conv_pack(&m->bb.stem) || pack_stage(&m->res5) || fr_conv_pack(&m->rpn_conv) || fr_conv_pack(&m->rpn_out))
-        return FR_ERR_NOMEM;
-    for (int i = 0; i < 3; i++)
-        if (pack_stage(&m->bb.res[i])) return FR_ERR_NOMEM;
-    return FR_OK;
+    size_t cap = 3 + 4 * (size_t)m->res5.nblocks;
+    for (int i = 0; i < 3; i++) cap += 4 * (size_t)m->bb.res[i].nblocks;
+    fr_conv **v = fr_malloc(cap * sizeof *v);
+    if (!v) return FR_ERR_NOMEM;
+    int n = 0;
+    v[n++] = &m->bb.stem;
+    v[n++] = &m->rpn_conv;
+    v[n++] = &m->rpn_out;
+    for (int i = 0; i < 3; i++) n = collect_stage(&m->bb.res[i], v, n);
+    n = collect_stage(&m->res5, v, n);
+    int bad = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : bad)
+    for (int i = 0; i < n; i++) bad |= fr_conv_pack(v[i]) != FR_OK;
+    fr_free(v);
+    return bad ? FR_ERR_NOMEM : FR_OK;
 }
 
 // The folded (packed; in fast mode, Winograd) weights held in memory.
