@@ -17,53 +17,47 @@ static size_t conv_bytes(const fr_conv *c) {
     return n * sizeof(float);
 }
 
-static size_t stage_bytes(const fr_stage *s) {
-    size_t n = 0;
-    for (int i = 0; i < s->nblocks; i++) {
-        const fr_bottleneck *b = &s->blocks[i];
-        n += conv_bytes(&b->conv1) + conv_bytes(&b->conv2) + conv_bytes(&b->conv3);
-        if (b->has_shortcut) n += conv_bytes(&b->shortcut);
-    }
-    return n;
-}
+// Every convolution of the model into v; returns the count, or -1 past MAX_CONVS (ResNet-152's
+// 50 bottlenecks of at most 4 convolutions, the stem and the two RPN convolutions: the config
+// admits no deeper net).
+enum { MAX_CONVS = 3 + 4 * 50 };
 
-// Every convolution's weights into the built-in GEMM's layout (a no-op without it), the
-// convolutions shared out between the threads (packing is a strided copy of 211 MB at R101).
-static int collect_stage(fr_stage *s, fr_conv **v, int n) {
-    for (int i = 0; i < s->nblocks; i++) {
-        fr_bottleneck *b = &s->blocks[i];
-        v[n++] = &b->conv1;
-        v[n++] = &b->conv2;
-        v[n++] = &b->conv3;
-        if (b->has_shortcut) v[n++] = &b->shortcut;
-    }
-    return n;
-}
-
-static fr_status pack_model(fr_model *m) {
-    size_t cap = 3 + 4 * (size_t)m->res5.nblocks;
-    for (int i = 0; i < 3; i++) cap += 4 * (size_t)m->bb.res[i].nblocks;
-    fr_conv **v = fr_malloc(cap * sizeof *v);
-    if (!v) return FR_ERR_NOMEM;
+static int model_convs(fr_model *m, fr_conv *v[MAX_CONVS]) {
     int n = 0;
     v[n++] = &m->bb.stem;
     v[n++] = &m->rpn_conv;
     v[n++] = &m->rpn_out;
-    for (int i = 0; i < 3; i++) n = collect_stage(&m->bb.res[i], v, n);
-    n = collect_stage(&m->res5, v, n);
-    int bad = 0;
+    fr_stage *st[4] = {&m->bb.res[0], &m->bb.res[1], &m->bb.res[2], &m->res5};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < st[i]->nblocks; j++) {
+            fr_bottleneck *b = &st[i]->blocks[j];
+            if (n + 4 > MAX_CONVS) return -1;
+            v[n++] = &b->conv1;
+            v[n++] = &b->conv2;
+            v[n++] = &b->conv3;
+            if (b->has_shortcut) v[n++] = &b->shortcut;
+        }
+    return n;
+}
+
+// prep on every convolution (its weights into the built-in GEMM's layout, or Winograd's),
+// the layers shared out between the threads: each is a pass over up to 211 MB at R101.
+static fr_status prepare_convs(fr_model *m, fr_status (*prep)(fr_conv *)) {
+    fr_conv *v[MAX_CONVS];
+    int n = model_convs(m, v), bad = 0;
+    if (n < 0) return FR_ERR_INVALID;
 #pragma omp parallel for schedule(dynamic, 1) reduction(| : bad)
-    for (int i = 0; i < n; i++) bad |= fr_conv_pack(v[i]) != FR_OK;
-    fr_free(v);
+    for (int i = 0; i < n; i++) bad |= prep(v[i]) != FR_OK;
     return bad ? FR_ERR_NOMEM : FR_OK;
 }
 
 // The folded (packed; in fast mode, Winograd) weights held in memory.
-static size_t weight_bytes(const fr_model *m) {
-    size_t n = conv_bytes(&m->bb.stem) + stage_bytes(&m->res5) + conv_bytes(&m->rpn_conv) + conv_bytes(&m->rpn_out) +
-               (size_t)(m->cls_out + m->box_out) * (m->feat + 1) * sizeof(float);
-    for (int i = 0; i < 3; i++) n += stage_bytes(&m->bb.res[i]);
-    return n;
+static size_t weight_bytes(fr_model *m) {
+    fr_conv *v[MAX_CONVS];
+    int n = model_convs(m, v);
+    size_t bytes = (size_t)(m->cls_out + m->box_out) * (m->feat + 1) * sizeof(float);
+    for (int i = 0; i < n; i++) bytes += conv_bytes(v[i]);
+    return bytes;
 }
 
 void fr_model_free(fr_model *m) {
@@ -164,8 +158,8 @@ fr_status fr_model_load_st(fr_model **out, fr_st_file *f, const char *cfg_json, 
         goto fail;
     m->feat = m->res5.cout;
     if ((st = load_predictor(m, f, err))) goto fail;
-    if (pack_model(m)) {
-        st = fr_fail(err, FR_ERR_NOMEM, "out of memory (packing weights)");
+    if ((st = prepare_convs(m, fr_conv_pack))) {
+        st = fr_fail(err, st, st == FR_ERR_NOMEM ? "out of memory (packing weights)" : "too many layers");
         goto fail;
     }
 
@@ -187,11 +181,9 @@ fail:
 }
 
 fr_status fr_model_make_fast(fr_model *m) {
-    fr_stage *st[4] = {&m->bb.res[0], &m->bb.res[1], &m->bb.res[2], &m->res5};
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < st[i]->nblocks; j++)
-            if (fr_wino_prepare(&st[i]->blocks[j].conv2)) return FR_ERR_NOMEM;
-    if (fr_wino_prepare(&m->rpn_conv)) return FR_ERR_NOMEM;
+    // fr_wino_prepare leaves every layer but the 3x3 stride-1 ones (conv2, the RPN conv) as it is
+    fr_status st = prepare_convs(m, fr_wino_prepare);
+    if (st) return st;
     m->weight_bytes = weight_bytes(m);
     m->fast = 1;
     return FR_OK;
