@@ -102,10 +102,12 @@ RPN_TRAIN_NMS = 0.7     # MODEL.RPN.NMS_THRESH
 
 
 class Log:
-    """Prints and appends to a log file."""
+    """Prints and appends to a log file, which starts with the text head."""
 
-    def __init__(self, path):
+    def __init__(self, path, head=""):
         self.f = open(path, "w") if path else None
+        if self.f and head:
+            self.f.write(head if head.endswith("\n") else head + "\n")
 
     def __call__(self, *args):
         s = " ".join(str(a) for a in args)
@@ -482,6 +484,11 @@ def export(path, w, cfg, meta_extra):
     return tensors, meta
 
 
+def model_base(path):
+    """A model's path without .safetensors: its log and reference results sit beside it."""
+    return path[: -len(".safetensors")] if path.endswith(".safetensors") else path
+
+
 def load_init(path, a, log):
     """--init: the tensors, config and training history of a model train.py wrote. Returns
     (weights, config, iterations, minutes, description); exits on a file that does not fit."""
@@ -580,16 +587,13 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = True  # fixed image size: pick the fastest kernels once
     out = os.path.abspath(a.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    base = out[: -len(".safetensors")] if out.endswith(".safetensors") else out
+    base = model_base(out)
     history = ""
-    if a.init:  # a continued run's log starts with the log of the run it continues
-        ib = a.init[: -len(".safetensors")] if a.init.endswith(".safetensors") else a.init
-        if os.path.isfile(ib + ".train.log"):
-            with open(ib + ".train.log") as f:
-                history = f.read()
-    log = Log(base + ".train.log")
-    if history:
-        log.f.write(history + ("" if history.endswith("\n") else "\n"))
+    if a.init and os.path.isfile(model_base(a.init) + ".train.log"):
+        with open(model_base(a.init) + ".train.log") as f:  # read before --out's log is opened: it may be the same file
+            history = f.read()
+    log = Log(base + ".train.log", history)  # a continued run's log starts with the log of the run it continues
+    if a.init:
         log("train: ---- continued from %s ----" % a.init)
     log("train: torch %s, torchvision %s, device %s, threads %d" % (
         torch.__version__, torchvision.__version__, device, torch.get_num_threads()))
