@@ -160,6 +160,74 @@ TEST(test_conv_act_in) {
     g_pack = 0;
 }
 
+// fr_gemm_run over a subset of rows and columns (fr_gemm_subset) == the full GEMM on those
+// rows, bit for bit, when A is zero outside the column ranges: ranges across k-range
+// boundaries, an empty range set, rows in another order, every epilogue.
+typedef struct {
+    const float *a;
+    int k;
+} plain_a;
+
+static void pack_plain(const void *ctx, size_t row, int k0, int kc, float *dst) {
+    const plain_a *p = ctx;
+    memcpy(dst, p->a + row * p->k + k0, (size_t)kc * sizeof(float));
+}
+
+static size_t odd_rows(const void *ctx, size_t i) { // rows 1, 3, 5, ... backwards
+    return *(const size_t *)ctx - 2 * i;
+}
+
+static void check_subset(int m, int n, int k, const int *seg, int nseg, int accumulate, int epi) {
+    size_t na = (size_t)m * k, nc = (size_t)m * n;
+    float *a = fr_malloc(na * sizeof(float)), *b = fr_malloc((size_t)n * k * sizeof(float));
+    float *bp = fr_aligned_alloc(fr_gemm_packed_floats(n, k) * sizeof(float));
+    float *c0 = fr_malloc(nc * sizeof(float)), *c1 = fr_malloc(nc * sizeof(float)), *cs = fr_malloc(nc * sizeof(float));
+    float *res = fr_malloc(nc * sizeof(float)), *bias = fr_malloc((size_t)n * sizeof(float));
+    float *scr = fr_aligned_alloc((fr_gemm_scratch() + 64) * sizeof(float));
+    for (int i = 0; i < m; i++)
+        for (int kk = 0; kk < k; kk++) {
+            int in = !(i & 1); // even rows are full; odd rows are zero outside the ranges
+            for (int s = 0; s < nseg; s++) in |= kk >= seg[2 * s] && kk < seg[2 * s + 1];
+            a[(size_t)i * k + kk] = in ? frand() : 0.0f;
+        }
+    for (size_t i = 0; i < (size_t)n * k; i++) b[i] = frand();
+    for (int j = 0; j < n; j++) bias[j] = frand();
+    for (size_t i = 0; i < nc; i++) res[i] = frand(), c0[i] = c1[i] = cs[i] = frand();
+    fr_gemm_pack_b(b, n, k, bp);
+    plain_a p = {a, k};
+    size_t last = (size_t)m / 2 * 2 - 1;
+    fr_gemm_subset sub = {odd_rows, &last, seg, nseg};
+    const float *bi = epi ? bias : NULL, *re = epi > 1 ? res : NULL;
+    fr_gemm_run((size_t)m, n, k, pack_plain, &p, bp, c0, (size_t)n, accumulate, bi, re, epi == 3, NULL, scr);
+    fr_gemm_run((size_t)m / 2, n, k, pack_plain, &p, bp, c1, (size_t)n, accumulate, bi, re, epi == 3, &sub, scr);
+    int same = 1, untouched = 1;
+    for (int i = 0; i < m; i++)
+        if (i & 1) same &= memcmp(c0 + (size_t)i * n, c1 + (size_t)i * n, (size_t)n * sizeof(float)) == 0;
+    for (int i = 0; i < m; i += 2) // the even rows are not in the subset: c1 keeps its start values
+        untouched &= memcmp(c1 + (size_t)i * n, cs + (size_t)i * n, (size_t)n * sizeof(float)) == 0;
+    CHECKF(same, "subset GEMM m %d n %d k %d nseg %d acc %d epi %d differs from the full GEMM", m, n, k, nseg,
+           accumulate, epi);
+    CHECKF(untouched, "subset GEMM m %d n %d k %d wrote rows outside the subset", m, n, k);
+    fr_free(a), fr_free(b), fr_free(c0), fr_free(c1), fr_free(cs), fr_free(res), fr_free(bias);
+    fr_free(bp), fr_free(scr);
+}
+
+TEST(test_gemm_subset) {
+    if (!fr_gemm_enabled()) {
+        printf("  built-in GEMM not on this CPU: fr_gemm_subset not testable here\n");
+        return;
+    }
+    int s1[] = {100, 350, 400, 410, 700, 900}; // k 900: ranges of 300, crossed by the first and last
+    int s2[] = {0, 64, 128, 192};
+    for (int epi = 0; epi < 4; epi++) {
+        check_subset(50, 70, 900, s1, 3, 0, epi);
+        check_subset(50, 70, 900, s1, 3, 1, epi);
+    }
+    check_subset(331, 33, 192, s2, 2, 0, 3); // several blocks per thread, a partial panel
+    check_subset(29, 40, 300, s1, 0, 0, 1);  // no range: bias only
+    check_subset(29, 40, 300, s1, 0, 1, 3);  // no range, accumulating: C + bias, then ReLU
+}
+
 TEST(test_maxpool) {
     int n = 2, h = 9, w = 6, C = 3;
     float x[2 * 9 * 6 * 3];
@@ -209,6 +277,7 @@ TEST(test_meanpool_linear) {
 int main(void) {
     RUN(test_conv_paths);
     RUN(test_conv_act_in);
+    RUN(test_gemm_subset);
     RUN(test_maxpool);
     RUN(test_meanpool_linear);
     return harness_done(__FILE__);

@@ -214,7 +214,9 @@ static int bench_setting(const char *path, const char *base_json, const fr_image
            best_gemm_total, tng, ts, 100 * ts / best_total);
     if (fr_gemm_enabled())
         printf("(convolutions on the built-in GEMM: its time includes gathering the im2col rows into its packed\n"
-               " blocks and the bias/residual/ReLU applied before its stores; the sgemm-only column is cblas_sgemm)\n");
+               " blocks and the bias/residual/ReLU applied before its stores; the sgemm-only column is cblas_sgemm\n"
+               " on the full GEMMs, while ours leaves out the products with padding zeros of convolutions on small\n"
+               " maps such as res5's 7x7: GFLOP and GFLOP/s count the full GEMMs)\n");
     printf("end to end %.0f ms = %.3fx the sgemm-only time (%.0f ms); non-GEMM work %.1f%% of the total;\n"
            "peak RSS %.0f MB; model load %.0f ms (%.1f MB of weights); session arena %.0f MB\n",
            best_total, best_total / ts, ts, 100 * tng / tt, rss, load_ms, m->weight_bytes / 1e6, s->arena.cap / 1e6);

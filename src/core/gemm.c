@@ -6,8 +6,9 @@
 // columns of weights (a KC x NC block: L2) runs each 12-row strip of A (L1) across the 32-wide
 // weight panels, which stream from L2 with a software prefetch. C's tile is loaded only when
 // accumulating (k ranges after the first, or accumulate) and stored once per k range, with the
-// epilogue on the last. Block sizes were tuned on a 2-core AVX-512 Xeon (1 MiB L2 per core)
-// against cblas_sgemm on the R101-C4 shapes (README, "Performance").
+// epilogue on the last. With a fr_gemm_subset the rows come from the caller's list and the
+// micro-kernel runs over the listed k columns only. Block sizes were tuned on a 2-core AVX-512
+// Xeon (1 MiB L2 per core) against cblas_sgemm on the R101-C4 shapes (README, "Benchmark").
 #include "gemm.h"
 
 #include "alloc.h"
@@ -101,27 +102,33 @@ int fr_gemm_pack_b_inplace(float *b, int n, int k) {
 #ifdef FR_HAVE_AVX512_KERNEL
 
 typedef struct {
-    const float *bias, *res; // epilogue (last k range only); bias NULL: none
+    const float *bias, *res; // epilogue (last k range only); bias NULL: none. res: row 0, this panel's column
     int relu, load;          // load: C holds a partial sum to add to
 } tile_op;
 
-// C[mr x 32] (row stride ldc) (+)= A[12 x kc] (row stride FR_GEMM_LDA, a compile-time constant
-// so that one pointer addresses all 12 rows) * panel[kc][32], rows past mr and columns past nr
-// not stored, then the epilogue when op->bias or op->relu.
-FR_NO_SAN __attribute__((target("avx512f,fma"))) static void kernel(int kc, const float *a, const float *b, float *c,
-                                                          size_t ldc, int mr, int nr, const tile_op *op) {
+// C[mr x 32] (+)= A[12 x kc] (row stride FR_GEMM_LDA, a compile-time constant so that one
+// pointer addresses all 12 rows) * panel[kc][32], summed over k in the nseg ranges
+// [seg[2s], seg[2s + 1]) of [0, kc) only, then the epilogue when op->bias or op->relu. Row i
+// of the tile is c + off[i] (and op->res + off[i]); rows past mr and columns past nr are not
+// stored.
+FR_NO_SAN __attribute__((target("avx512f,fma"))) static void kernel(const int *seg, int nseg, const float *a,
+                                                                 const float *b, float *c, const size_t *off,
+                                                                 int mr, int nr, const tile_op *op) {
     enum { MR = FR_GEMM_MR };
     __m512 r[MR][2];
     for (int i = 0; i < MR; i++) r[i][0] = r[i][1] = _mm512_setzero_ps();
-    for (int k = 0; k < kc; k++, a++, b += FR_GEMM_NR) {
-        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-        // the panel streams from L2: ask for it 32 steps (4 KiB) ahead
-        _mm_prefetch((const char *)(b + 32 * FR_GEMM_NR), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 32 * FR_GEMM_NR + 16), _MM_HINT_T0);
-        for (int i = 0; i < MR; i++) {
-            __m512 av = _mm512_set1_ps(a[i * FR_GEMM_LDA]);
-            r[i][0] = _mm512_fmadd_ps(av, b0, r[i][0]);
-            r[i][1] = _mm512_fmadd_ps(av, b1, r[i][1]);
+    for (int s = 0; s < nseg; s++) {
+        const float *as = a + seg[2 * s], *bs = b + (size_t)seg[2 * s] * FR_GEMM_NR;
+        for (int k = seg[2 * s]; k < seg[2 * s + 1]; k++, as++, bs += FR_GEMM_NR) {
+            __m512 b0 = _mm512_load_ps(bs), b1 = _mm512_load_ps(bs + 16);
+            // the panel streams from L2: ask for it 32 steps (4 KiB) ahead
+            _mm_prefetch((const char *)(bs + 32 * FR_GEMM_NR), _MM_HINT_T0);
+            _mm_prefetch((const char *)(bs + 32 * FR_GEMM_NR + 16), _MM_HINT_T0);
+            for (int i = 0; i < MR; i++) {
+                __m512 av = _mm512_set1_ps(as[i * FR_GEMM_LDA]);
+                r[i][0] = _mm512_fmadd_ps(av, b0, r[i][0]);
+                r[i][1] = _mm512_fmadd_ps(av, b1, r[i][1]);
+            }
         }
     }
     __mmask16 mk[2] = {nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1),
@@ -130,12 +137,12 @@ FR_NO_SAN __attribute__((target("avx512f,fma"))) static void kernel(int kc, cons
     for (int i = 0; i < mr; i++)
         for (int v = 0; v < 2; v++) {
             if (!mk[v]) continue;
-            float *cc = c + (size_t)i * ldc + 16 * v;
+            float *cc = c + off[i] + 16 * v;
             __m512 x = r[i][v];
             if (op->load) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk[v], cc));
             if (op->bias) { // y + (b + residual): the rounding of ops.c's separate epilogue
                 __m512 t = _mm512_maskz_loadu_ps(mk[v], op->bias + 16 * v);
-                if (op->res) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(mk[v], op->res + (size_t)i * ldc + 16 * v));
+                if (op->res) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(mk[v], op->res + off[i] + 16 * v));
                 x = _mm512_add_ps(x, t);
             }
             if (op->relu) x = _mm512_max_ps(x, zero);
@@ -144,9 +151,11 @@ FR_NO_SAN __attribute__((target("avx512f,fma"))) static void kernel(int kc, cons
 }
 
 void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, const float *bp, float *c,
-                 size_t ldc, int accumulate, const float *bias, const float *res, int relu, float *scratch) {
+                 size_t ldc, int accumulate, const float *bias, const float *res, int relu,
+                 const fr_gemm_subset *sub, float *scratch) {
     if (!m || n <= 0) return;
-    // k ranges of equal size, at most FR_GEMM_KC
+    FR_ASSERT(!sub || !sub->seg || (sub->nseg >= 0 && sub->nseg <= FR_GEMM_MAXSEG));
+    // k ranges of equal size, at most FR_GEMM_KC (the same with or without sub: same sums)
     int nk = (k + FR_GEMM_KC - 1) / FR_GEMM_KC;
     if (nk < 1) nk = 1;
     int kstep = (k + nk - 1) / nk;
@@ -172,11 +181,24 @@ void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, 
 #else
         float *pa = scratch;
 #endif
-        size_t i0 = ib * mcb;
+        size_t i0 = ib * mcb, off[FR_GEMM_MC];
         int mc = m - i0 < mcb ? (int)(m - i0) : (int)mcb;
+        for (int i = 0; i < mc; i++) off[i] = (sub ? sub->row(sub->ctx, i0 + i) : i0 + i) * ldc;
         for (int p0 = 0; p0 < k; p0 += kstep) {
             int kc = k - p0 < kstep ? k - p0 : kstep;
-            for (int i = 0; i < mc; i++) pack(ctx, i0 + i, p0, kc, pa + (size_t)i * FR_GEMM_LDA);
+            // this k range's part of the column ranges, relative to p0
+            int seg[2 * FR_GEMM_MAXSEG], nseg = 0;
+            if (!sub || !sub->seg) {
+                seg[0] = 0, seg[1] = kc, nseg = 1;
+            } else {
+                for (int s = 0; s < sub->nseg; s++) {
+                    int lo = sub->seg[2 * s] > p0 ? sub->seg[2 * s] : p0;
+                    int hi = sub->seg[2 * s + 1] < p0 + kc ? sub->seg[2 * s + 1] : p0 + kc;
+                    if (lo < hi) seg[2 * nseg] = lo - p0, seg[2 * nseg + 1] = hi - p0, nseg++;
+                }
+            }
+            for (int i = 0; i < mc; i++)
+                pack(ctx, sub ? off[i] / ldc : i0 + i, p0, kc, pa + (size_t)i * FR_GEMM_LDA);
             for (int i = mc; i % FR_GEMM_MR; i++) // the last strip's missing rows: computed, never stored
                 memset(pa + (size_t)i * FR_GEMM_LDA, 0, (size_t)kc * sizeof(float));
             int last = p0 + kc >= k;
@@ -184,13 +206,12 @@ void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, 
             for (int j0 = 0; j0 < n; j0 += FR_GEMM_NC) {
                 int j1 = j0 + FR_GEMM_NC < n ? j0 + FR_GEMM_NC : n;
                 for (int i = 0; i < mc; i += FR_GEMM_MR) {
-                    size_t row = i0 + i;
                     int mr = mc - i < FR_GEMM_MR ? mc - i : FR_GEMM_MR;
                     for (int j = j0; j < j1; j += FR_GEMM_NR) {
                         const float *panel = bp + ((size_t)(j / FR_GEMM_NR) * k + p0) * FR_GEMM_NR;
                         op.bias = last && bias ? bias + j : NULL;
-                        op.res = op.bias && res ? res + row * ldc + j : NULL;
-                        kernel(kc, pa + (size_t)i * FR_GEMM_LDA, panel, c + row * ldc + j, ldc, mr, n - j, &op);
+                        op.res = op.bias && res ? res + j : NULL;
+                        kernel(seg, nseg, pa + (size_t)i * FR_GEMM_LDA, panel, c + j, off + i, mr, n - j, &op);
                     }
                 }
             }
@@ -201,9 +222,10 @@ void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, 
 #else
 
 void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, const float *bp, float *c,
-                 size_t ldc, int accumulate, const float *bias, const float *res, int relu, float *scratch) {
+                 size_t ldc, int accumulate, const float *bias, const float *res, int relu,
+                 const fr_gemm_subset *sub, float *scratch) {
     (void)m, (void)n, (void)k, (void)pack, (void)ctx, (void)bp, (void)c, (void)ldc, (void)accumulate, (void)bias,
-        (void)res, (void)relu, (void)scratch;
+        (void)res, (void)relu, (void)sub, (void)scratch;
     abort(); // fr_gemm_enabled() is 0 here
 }
 

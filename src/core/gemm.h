@@ -53,10 +53,30 @@ static inline float fr_gemm_packed_at(const float *p, int k, int j, int kk) {
 // Writes A's row `row`, columns [k0, k0 + kc), to dst (kc floats).
 typedef void (*fr_gemm_pack_fn)(const void *ctx, size_t row, int k0, int kc, float *dst);
 
+#define FR_GEMM_MAXSEG 16 // the most column ranges of a fr_gemm_subset
+
+// A GEMM over a subset of C's rows whose A rows are zero outside some columns: a convolution's
+// output pixels near the border, whose padding taps read zeros, or the Winograd tiles that need
+// a transform position. row(ctx, i) is the row of C (and of res, and the row handed to the
+// pack callback) that GEMM row i stands for; A may be nonzero only in the nseg column ranges
+// [seg[2s], seg[2s + 1]) (ascending, disjoint, nseg <= FR_GEMM_MAXSEG; 0 ranges: A is zero;
+// seg NULL: every column). The products left out are exact zeros, and the k ranges and the
+// summation order of the others are those of the full GEMM, so each row of C comes out as the
+// full GEMM would give it, bit for bit.
+typedef struct {
+    size_t (*row)(const void *ctx, size_t i);
+    const void *ctx;
+    const int *seg;
+    int nseg;
+} fr_gemm_subset;
+
 // C[m x n] (row stride ldc) = A[m x k] * B^T (+ C when accumulate), then, if bias is not NULL,
 // C += bias[j] (+ res[i][j], row stride ldc, when res is not NULL), then max(C, 0) when relu.
-// bp: B packed by fr_gemm_pack_b. scratch: fr_gemm_scratch() floats. Only when fr_gemm_enabled().
+// bp: B packed by fr_gemm_pack_b. sub: NULL (rows 0..m-1 of C, every column of A), or m rows
+// of C and the columns of A as above. scratch: fr_gemm_scratch() floats. Only when
+// fr_gemm_enabled().
 void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, const float *bp, float *c,
-                 size_t ldc, int accumulate, const float *bias, const float *res, int relu, float *scratch);
+                 size_t ldc, int accumulate, const float *bias, const float *res, int relu,
+                 const fr_gemm_subset *sub, float *scratch);
 
 #endif

@@ -11,6 +11,7 @@
 #ifndef FR_OPS_H
 #define FR_OPS_H
 
+#include "gemm.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -88,9 +89,10 @@ void fr_gemm_nt(int m, int n, int k, const float *a, const float *b, float beta,
 void fr_gemm_nt_ld(int m, int n, int k, const float *a, int lda, const float *b, float beta, float *c, int ldc);
 
 // C[m x n] (row stride ldc) = A[m x k] (row stride lda) * B^T on the built-in GEMM, B packed
-// by fr_gemm_pack_b; scratch: fr_gemm_scratch() floats. Only when fr_gemm_enabled(). Reported
-// to the profiling hook like fr_gemm_nt.
+// by fr_gemm_pack_b; sub: NULL, or m rows of A and C picked as in gemm.h's fr_gemm_subset.
+// scratch: fr_gemm_scratch() floats. Only when fr_gemm_enabled(). Reported to the profiling
+// hook like fr_gemm_nt (m rows).
 void fr_gemm_packed_nt(int m, int n, int k, const float *a, size_t lda, const float *bp, float *c, size_t ldc,
-                       float *scratch);
+                       const fr_gemm_subset *sub, float *scratch);
 
 #endif

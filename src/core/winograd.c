@@ -175,7 +175,7 @@ void fr_wino_forward(const fr_conv *c, const fr_tensor *x, const float *in_bias,
         for (int p = 0; p < FR_WINO_POS; p++)
             if (packed(c))
                 fr_gemm_packed_nt((int)tc, O, C, V + (size_t)p * C, (size_t)FR_WINO_POS * C, c->wu + (size_t)p * O * C,
-                                  M + (size_t)p * O, (size_t)FR_WINO_POS * O, M + FR_WINO_POS * tc * O);
+                                  M + (size_t)p * O, (size_t)FR_WINO_POS * O, NULL, M + FR_WINO_POS * tc * O);
             else
                 fr_gemm_nt_ld((int)tc, O, C, V + (size_t)p * C, FR_WINO_POS * C, c->wu + (size_t)p * O * C, 0.0f,
                               M + (size_t)p * O, FR_WINO_POS * O);
