@@ -57,6 +57,8 @@ TEST(test_wino_matches_direct) {
         {3, 4, 8, 70, 65, 1, 0},    // whole tiles; channels not multiples of 64
         {1, 50, 84, 32, 32, 0, 1},  // res4-like map, many tiles (several chunks for big cin)
         {1, 2, 3, 5, 3, 1, 1},
+        {3, 7, 7, 64, 64, 1, 1},    // 7x7 on the built-in GEMM (cout % 32 == 0): cropped tiles skip positions
+        {2, 9, 10, 32, 64, 0, 1},   // one cropped row of tiles, two cropped columns
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int *k = cases[i];
@@ -71,6 +73,10 @@ TEST(test_wino_chunks) {
     // enough tiles and channels that the tiles go through fr_wino_forward in several chunks
     double e = wino_err(1, 120, 160, 256, 256, 1, 1);
     printf("  winograd 120x160x256 -> 256 (several chunks): max err / rms %.2e\n", e);
+    CHECK(e < 2.5e-4);
+    // res5-like: 7x7 maps, 1024 channels: 341 tiles per chunk, so a chunk ends inside an image
+    e = wino_err(90, 7, 7, 1024, 1024, 1, 1);
+    printf("  winograd 90x7x7x1024 -> 1024 (chunks ending inside an image): max err / rms %.2e\n", e);
     CHECK(e < 2.5e-4);
 }
 

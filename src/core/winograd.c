@@ -14,6 +14,8 @@
 #include "gemm.h"
 #include "simd.h"
 
+#include <string.h>
+
 
 #define CB 64 // channels per block in the transforms (their buffers stay in L1/L2)
 
@@ -65,11 +67,16 @@ static size_t chunk_tiles(const fr_conv *c) {
     return t < 16 ? 16 : t;
 }
 
+// Floats of scratch behind V and M: the built-in GEMM's, then three lists of ch tile indices.
+static size_t tail_floats(const fr_conv *c, size_t ch) {
+    return packed(c) ? fr_gemm_scratch() + 3 * ch * (sizeof(size_t) / sizeof(float)) : 0;
+}
+
 size_t fr_wino_scratch(const fr_conv *c, int n, int h, int w) {
     if (!c->wu) return 0;
     size_t tiles = (size_t)n * ((h + 3) / 4) * ((w + 3) / 4), ch = chunk_tiles(c);
     if (tiles < ch) ch = tiles;
-    return ch * FR_WINO_POS * (size_t)(c->cin + c->cout) + (packed(c) ? fr_gemm_scratch() : 0);
+    return ch * FR_WINO_POS * (size_t)(c->cin + c->cout) + tail_floats(c, ch);
 }
 
 // out[k] = B^T in along one axis: 6 vectors of length L (stride s between them) -> 6.
@@ -132,10 +139,16 @@ FR_CLONES static void in_tile(const fr_tensor *x, const float *in_bias, int n, i
 }
 
 // Output transform of one tile (outputs oy.., ox.. of image n) from M[t][p][o], + bias, ReLU.
-FR_CLONES static void out_tile(const float *M, size_t t, const float *bias, int relu, fr_tensor *y,
-                              int n, int oy, int ox) {
+// A tile whose last output row is cropped may come without M's positions 30-35 (the last row
+// of the 6x6 grid), one whose last output column is cropped without positions 5, 11, .., 35:
+// those feed only that row (column) of A^T M A. They are zeroed here first.
+FR_CLONES static void out_tile(float *M, size_t t, const float *bias, int relu, fr_tensor *y, int n, int oy,
+                              int ox) {
     const int O = y->c, H = y->h, W = y->w;
     float z[24 * CB], r[16 * CB];
+    for (int p = 0; p < FR_WINO_POS; p++)
+        if ((p / 6 == 5 && oy + 3 >= H) || (p % 6 == 5 && ox + 3 >= W))
+            memset(M + ((size_t)t * FR_WINO_POS + p) * O, 0, (size_t)O * sizeof(float));
     for (int o0 = 0; o0 < O; o0 += CB) {
         int L = O - o0 < CB ? O - o0 : CB;
         for (int b = 0; b < 6; b++) // along the rows, straight from M: z[4][6]
@@ -156,6 +169,8 @@ FR_CLONES static void out_tile(const float *M, size_t t, const float *bias, int 
     }
 }
 
+static size_t list_row(const void *ctx, size_t i) { return ((const size_t *)ctx)[i]; }
+
 void fr_wino_forward(const fr_conv *c, const fr_tensor *x, const float *in_bias, fr_tensor *y, int relu,
                      float *scratch) {
     FR_ASSERT(c->wu && x->c == c->cin && y->c == c->cout && y->h == x->h && y->w == x->w && y->n == x->n);
@@ -171,12 +186,30 @@ void fr_wino_forward(const fr_conv *c, const fr_tensor *x, const float *in_bias,
             size_t g = t0 + t;
             in_tile(x, in_bias, (int)(g / ((size_t)ty * tx)), (int)(g / tx % ty) * 4 - 1, (int)(g % tx) * 4 - 1, V, t);
         }
-        // M[.][p] = V[.][p] U[p]^T: (tc x C) (O x C)^T, rows 36 positions apart
+        // M[.][p] = V[.][p] U[p]^T: (tc x C) (O x C)^T, rows 36 positions apart. On the built-in
+        // GEMM, positions in the last row (column) of the 6x6 grid are computed only for the
+        // tiles whose last output row (column) is kept (out_tile): for res5's 7x7 maps, 121 of
+        // the 144 products per RoI and channel pair.
+        float *gs = M + FR_WINO_POS * tc * O;
+        size_t *keep[3], nkeep[3] = {0, 0, 0}; // last row kept, last column kept, both
+        if (packed(c)) {
+            keep[0] = (size_t *)(gs + fr_gemm_scratch()), keep[1] = keep[0] + tc, keep[2] = keep[1] + tc;
+            for (size_t t = 0; t < tc; t++) {
+                size_t g = t0 + t;
+                int rk = (int)(g / tx % ty) * 4 + 3 < H, ck = (int)(g % tx) * 4 + 3 < W;
+                if (rk) keep[0][nkeep[0]++] = t;
+                if (ck) keep[1][nkeep[1]++] = t;
+                if (rk && ck) keep[2][nkeep[2]++] = t;
+            }
+        }
         for (int p = 0; p < FR_WINO_POS; p++)
-            if (packed(c))
-                fr_gemm_packed_nt((int)tc, O, C, V + (size_t)p * C, (size_t)FR_WINO_POS * C, c->wu + (size_t)p * O * C,
-                                  M + (size_t)p * O, (size_t)FR_WINO_POS * O, NULL, M + FR_WINO_POS * tc * O);
-            else
+            if (packed(c)) {
+                int w = p / 6 == 5 ? (p % 6 == 5 ? 2 : 0) : p % 6 == 5 ? 1 : -1;
+                fr_gemm_subset sub = {list_row, w >= 0 ? keep[w] : NULL, NULL, 0}; // every column
+                int rows = w < 0 || nkeep[w] == tc ? (int)tc : (int)nkeep[w];
+                fr_gemm_packed_nt(rows, O, C, V + (size_t)p * C, (size_t)FR_WINO_POS * C, c->wu + (size_t)p * O * C,
+                                  M + (size_t)p * O, (size_t)FR_WINO_POS * O, rows < (int)tc ? &sub : NULL, gs);
+            } else
                 fr_gemm_nt_ld((int)tc, O, C, V + (size_t)p * C, FR_WINO_POS * C, c->wu + (size_t)p * O * C, 0.0f,
                               M + (size_t)p * O, FR_WINO_POS * O);
 #pragma omp parallel for schedule(static)

@@ -4,7 +4,8 @@
 // Each 4x4 block of outputs is computed from a 6x6 input patch with 36 multiplications per
 // (input, output) channel pair instead of 144: the 36 transform positions are 36 GEMMs of
 // (tiles x cin) by (cout x cin)^T, on chunks of tiles of at most FR_WINO_CHUNK_BYTES of scratch.
-// Partial tiles at the right and bottom edges are computed whole and cropped. Not exact: the
+// Partial tiles at the right and bottom edges are cropped; on the built-in GEMM they skip the
+// transform positions that feed only their cropped last row or column. Not exact: the
 // transforms amplify float rounding (tests/test_winograd.c bounds it against direct
 // convolution; README's "fast mode" section gives its effect on detections).
 #ifndef FR_WINOGRAD_H
