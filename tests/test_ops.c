@@ -160,9 +160,9 @@ TEST(test_conv_act_in) {
     g_pack = 0;
 }
 
-// fr_gemm_run over a subset of rows and columns (fr_gemm_subset) == the full GEMM on those
-// rows, bit for bit, when A is zero outside the column ranges: ranges across k-range
-// boundaries, an empty range set, rows in another order, every epilogue.
+// fr_gemm_run over rows in another order, in groups with A zero outside some columns
+// (fr_gemm_subset) == the full GEMM on those rows, bit for bit: ranges across k-range
+// boundaries, a group without ranges, a group boundary inside a 12-row strip, every epilogue.
 typedef struct {
     const float *a;
     int k;
@@ -177,36 +177,45 @@ static size_t odd_rows(const void *ctx, size_t i) { // rows 1, 3, 5, ... backwar
     return *(const size_t *)ctx - 2 * i;
 }
 
-static void check_subset(int m, int n, int k, const int *seg, int nseg, int accumulate, int epi) {
-    size_t na = (size_t)m * k, nc = (size_t)m * n;
+// Rows 1, 3, 5, ... of an m-row C (GEMM rows backwards from the last odd row): the first split
+// GEMM rows in group 0 (nseg0 ranges seg0), the others in group 1 (nseg1 ranges seg1).
+static void check_subset(int m, int n, int k, const int *seg0, int nseg0, const int *seg1, int nseg1, int split,
+                         int accumulate, int epi) {
+    size_t na = (size_t)m * k, nc = (size_t)m * n, ms = (size_t)m / 2, last = ms * 2 - 1;
     float *a = fr_malloc(na * sizeof(float)), *b = fr_malloc((size_t)n * k * sizeof(float));
     float *bp = fr_aligned_alloc(fr_gemm_packed_floats(n, k) * sizeof(float));
     float *c0 = fr_malloc(nc * sizeof(float)), *c1 = fr_malloc(nc * sizeof(float)), *cs = fr_malloc(nc * sizeof(float));
     float *res = fr_malloc(nc * sizeof(float)), *bias = fr_malloc((size_t)n * sizeof(float));
     float *scr = fr_aligned_alloc((fr_gemm_scratch() + 64) * sizeof(float));
-    for (int i = 0; i < m; i++)
+    int nseg[2] = {nseg0, nseg1}, seg[2][2 * FR_GEMM_MAXSEG];
+    memcpy(seg[0], seg0, (size_t)2 * nseg0 * sizeof(int));
+    memcpy(seg[1], seg1, (size_t)2 * nseg1 * sizeof(int));
+    size_t end[2] = {(size_t)split, ms};
+    for (int i = 0; i < m; i++) {
+        size_t gi = (last - (size_t)i) / 2; // GEMM row of an odd row
+        int g = (i & 1) && gi >= (size_t)split;
         for (int kk = 0; kk < k; kk++) {
-            int in = !(i & 1); // even rows are full; odd rows are zero outside the ranges
-            for (int s = 0; s < nseg; s++) in |= kk >= seg[2 * s] && kk < seg[2 * s + 1];
+            int in = !(i & 1); // even rows are full; odd rows are zero outside their group's ranges
+            for (int s = 0; s < nseg[g]; s++) in |= kk >= seg[g][2 * s] && kk < seg[g][2 * s + 1];
             a[(size_t)i * k + kk] = in ? frand() : 0.0f;
         }
+    }
     for (size_t i = 0; i < (size_t)n * k; i++) b[i] = frand();
     for (int j = 0; j < n; j++) bias[j] = frand();
     for (size_t i = 0; i < nc; i++) res[i] = frand(), c0[i] = c1[i] = cs[i] = frand();
     fr_gemm_pack_b(b, n, k, bp);
     plain_a p = {a, k};
-    size_t last = (size_t)m / 2 * 2 - 1;
-    fr_gemm_subset sub = {odd_rows, &last, seg, nseg};
+    fr_gemm_subset sub = {odd_rows, &last, 2, end, nseg, (const int(*)[2 * FR_GEMM_MAXSEG])seg};
     const float *bi = epi ? bias : NULL, *re = epi > 1 ? res : NULL;
     fr_gemm_run((size_t)m, n, k, pack_plain, &p, bp, c0, (size_t)n, accumulate, bi, re, epi == 3, NULL, scr);
-    fr_gemm_run((size_t)m / 2, n, k, pack_plain, &p, bp, c1, (size_t)n, accumulate, bi, re, epi == 3, &sub, scr);
+    fr_gemm_run(ms, n, k, pack_plain, &p, bp, c1, (size_t)n, accumulate, bi, re, epi == 3, &sub, scr);
     int same = 1, untouched = 1;
     for (int i = 0; i < m; i++)
         if (i & 1) same &= memcmp(c0 + (size_t)i * n, c1 + (size_t)i * n, (size_t)n * sizeof(float)) == 0;
     for (int i = 0; i < m; i += 2) // the even rows are not in the subset: c1 keeps its start values
         untouched &= memcmp(c1 + (size_t)i * n, cs + (size_t)i * n, (size_t)n * sizeof(float)) == 0;
-    CHECKF(same, "subset GEMM m %d n %d k %d nseg %d acc %d epi %d differs from the full GEMM", m, n, k, nseg,
-           accumulate, epi);
+    CHECKF(same, "subset GEMM m %d n %d k %d nseg %d/%d split %d acc %d epi %d differs from the full GEMM", m, n, k,
+           nseg0, nseg1, split, accumulate, epi);
     CHECKF(untouched, "subset GEMM m %d n %d k %d wrote rows outside the subset", m, n, k);
     fr_free(a), fr_free(b), fr_free(c0), fr_free(c1), fr_free(cs), fr_free(res), fr_free(bias);
     fr_free(bp), fr_free(scr);
@@ -218,14 +227,14 @@ TEST(test_gemm_subset) {
         return;
     }
     int s1[] = {100, 350, 400, 410, 700, 900}; // k 900: ranges of 300, crossed by the first and last
-    int s2[] = {0, 64, 128, 192};
+    int s2[] = {0, 64, 128, 192}, s3[] = {50, 60};
     for (int epi = 0; epi < 4; epi++) {
-        check_subset(50, 70, 900, s1, 3, 0, epi);
-        check_subset(50, 70, 900, s1, 3, 1, epi);
+        check_subset(50, 70, 900, s1, 3, s3, 1, 12, 0, epi); // groups meet at a strip boundary
+        check_subset(50, 70, 900, s1, 3, s3, 1, 7, 1, epi);  // ... and inside a strip
     }
-    check_subset(331, 33, 192, s2, 2, 0, 3); // several blocks per thread, a partial panel
-    check_subset(29, 40, 300, s1, 0, 0, 1);  // no range: bias only
-    check_subset(29, 40, 300, s1, 0, 1, 3);  // no range, accumulating: C + bias, then ReLU
+    check_subset(331, 33, 192, s2, 2, s3, 1, 100, 0, 3); // several blocks per thread, a partial panel
+    check_subset(29, 40, 300, s1, 0, s1, 3, 5, 0, 1);    // a group without ranges: bias only
+    check_subset(29, 40, 300, s1, 3, s1, 0, 9, 1, 3);    // the same, accumulating: C + bias, then ReLU
 }
 
 TEST(test_maxpool) {

@@ -150,11 +150,22 @@ FR_NO_SAN __attribute__((target("avx512f,fma"))) static void kernel(const int *s
         }
 }
 
+// The group of GEMM rows [i, i + mr), or -1 when they are not all in one group (or there are
+// no groups): then every column.
+static int strip_group(const fr_gemm_subset *sub, size_t i, size_t mr) {
+    if (!sub || !sub->ngroup) return -1;
+    int g = 0;
+    while (g < sub->ngroup - 1 && sub->end[g] <= i) g++;
+    return i + mr <= sub->end[g] ? g : -1;
+}
+
 void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, const float *bp, float *c,
                  size_t ldc, int accumulate, const float *bias, const float *res, int relu,
                  const fr_gemm_subset *sub, float *scratch) {
     if (!m || n <= 0) return;
-    FR_ASSERT(!sub || !sub->seg || (sub->nseg >= 0 && sub->nseg <= FR_GEMM_MAXSEG));
+    FR_ASSERT(!sub || (sub->ngroup >= 0 && sub->ngroup <= FR_GEMM_MAXGROUP));
+    if (sub)
+        for (int g = 0; g < sub->ngroup; g++) FR_ASSERT(sub->nseg[g] >= 0 && sub->nseg[g] <= FR_GEMM_MAXSEG);
     // k ranges of equal size, at most FR_GEMM_KC (the same with or without sub: same sums)
     int nk = (k + FR_GEMM_KC - 1) / FR_GEMM_KC;
     if (nk < 1) nk = 1;
@@ -186,17 +197,7 @@ void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, 
         for (int i = 0; i < mc; i++) off[i] = (sub ? sub->row(sub->ctx, i0 + i) : i0 + i) * ldc;
         for (int p0 = 0; p0 < k; p0 += kstep) {
             int kc = k - p0 < kstep ? k - p0 : kstep;
-            // this k range's part of the column ranges, relative to p0
-            int seg[2 * FR_GEMM_MAXSEG], nseg = 0;
-            if (!sub || !sub->seg) {
-                seg[0] = 0, seg[1] = kc, nseg = 1;
-            } else {
-                for (int s = 0; s < sub->nseg; s++) {
-                    int lo = sub->seg[2 * s] > p0 ? sub->seg[2 * s] : p0;
-                    int hi = sub->seg[2 * s + 1] < p0 + kc ? sub->seg[2 * s + 1] : p0 + kc;
-                    if (lo < hi) seg[2 * nseg] = lo - p0, seg[2 * nseg + 1] = hi - p0, nseg++;
-                }
-            }
+            const int full[2] = {0, kc};
             for (int i = 0; i < mc; i++)
                 pack(ctx, sub ? off[i] / ldc : i0 + i, p0, kc, pa + (size_t)i * FR_GEMM_LDA);
             for (int i = mc; i % FR_GEMM_MR; i++) // the last strip's missing rows: computed, never stored
@@ -207,11 +208,23 @@ void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, 
                 int j1 = j0 + FR_GEMM_NC < n ? j0 + FR_GEMM_NC : n;
                 for (int i = 0; i < mc; i += FR_GEMM_MR) {
                     int mr = mc - i < FR_GEMM_MR ? mc - i : FR_GEMM_MR;
+                    // the strip's column ranges within this k range, relative to p0
+                    int seg[2 * FR_GEMM_MAXSEG], nseg = 1;
+                    const int *sp = full;
+                    int g = strip_group(sub, i0 + i, (size_t)mr);
+                    if (g >= 0) {
+                        nseg = 0, sp = seg;
+                        for (int s = 0; s < sub->nseg[g]; s++) {
+                            int lo = sub->seg[g][2 * s] > p0 ? sub->seg[g][2 * s] : p0;
+                            int hi = sub->seg[g][2 * s + 1] < p0 + kc ? sub->seg[g][2 * s + 1] : p0 + kc;
+                            if (lo < hi) seg[2 * nseg] = lo - p0, seg[2 * nseg + 1] = hi - p0, nseg++;
+                        }
+                    }
                     for (int j = j0; j < j1; j += FR_GEMM_NR) {
                         const float *panel = bp + ((size_t)(j / FR_GEMM_NR) * k + p0) * FR_GEMM_NR;
                         op.bias = last && bias ? bias + j : NULL;
                         op.res = op.bias && res ? res + j : NULL;
-                        kernel(seg, nseg, pa + (size_t)i * FR_GEMM_LDA, panel, c + j, off + i, mr, n - j, &op);
+                        kernel(sp, nseg, pa + (size_t)i * FR_GEMM_LDA, panel, c + j, off + i, mr, n - j, &op);
                     }
                 }
             }

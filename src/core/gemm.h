@@ -53,21 +53,26 @@ static inline float fr_gemm_packed_at(const float *p, int k, int j, int kk) {
 // Writes A's row `row`, columns [k0, k0 + kc), to dst (kc floats).
 typedef void (*fr_gemm_pack_fn)(const void *ctx, size_t row, int k0, int kc, float *dst);
 
-#define FR_GEMM_MAXSEG 16 // the most column ranges of a fr_gemm_subset
+#define FR_GEMM_MAXSEG 16  // the most column ranges of a group of a fr_gemm_subset
+#define FR_GEMM_MAXGROUP 64 // the most groups
 
-// A GEMM over a subset of C's rows whose A rows are zero outside some columns: a convolution's
-// output pixels near the border, whose padding taps read zeros, or the Winograd tiles that need
-// a transform position. row(ctx, i) is the row of C (and of res, and the row handed to the
-// pack callback) that GEMM row i stands for; A may be nonzero only in the nseg column ranges
-// [seg[2s], seg[2s + 1]) (ascending, disjoint, nseg <= FR_GEMM_MAXSEG; 0 ranges: A is zero;
-// seg NULL: every column). The products left out are exact zeros, and the k ranges and the
-// summation order of the others are those of the full GEMM, so each row of C comes out as the
-// full GEMM would give it, bit for bit.
+// A GEMM over C's rows in another order, whose rows fall into groups with A zero outside
+// some columns: a convolution's output pixels near the border, whose padding taps read zeros,
+// or the Winograd tiles that need a transform position. row(ctx, i) is the row of C (and of
+// res, and the row handed to the pack callback) that GEMM row i stands for. Group g is GEMM
+// rows [end[g - 1], end[g]) (end[-1] = 0; end[ngroup - 1] = m), whose A rows may be nonzero
+// only in the nseg[g] column ranges [seg[g][2s], seg[g][2s + 1]) (ascending, disjoint; none:
+// A is zero there). ngroup 0: every column of every row. The products left out are exact
+// zeros, and the k ranges and the summation order of the others are those of the full GEMM,
+// so each row of C comes out as the full GEMM would give it, bit for bit. (A 12-row strip of
+// the micro-kernel that straddles groups runs over every column.)
 typedef struct {
     size_t (*row)(const void *ctx, size_t i);
     const void *ctx;
-    const int *seg;
-    int nseg;
+    int ngroup;
+    const size_t *end;
+    const int *nseg;
+    const int (*seg)[2 * FR_GEMM_MAXSEG];
 } fr_gemm_subset;
 
 // C[m x n] (row stride ldc) = A[m x k] * B^T (+ C when accumulate), then, if bias is not NULL,

@@ -257,25 +257,34 @@ static int tap_runs(int out, int in, int kk, int stride, int pad, tap_run *r, in
     return nr;
 }
 
-// The output pixels of one pair of runs, in every image: GEMM row i -> row of the output.
+// Output pixels grouped by tap runs: group g is the rectangle of output rows [y0, y0 + ry) x
+// columns [x0, x0 + rx) in every image, GEMM rows [end[g - 1], end[g]).
 typedef struct {
-    int ho, wo, y0, ry, x0, rx;
-} pixel_rect;
+    int ho, wo, ngroup;
+    int y0[FR_GEMM_MAXGROUP], ry[FR_GEMM_MAXGROUP], x0[FR_GEMM_MAXGROUP], rx[FR_GEMM_MAXGROUP];
+    size_t end[FR_GEMM_MAXGROUP];
+} pixel_groups;
 
-static size_t rect_row(const void *ctxp, size_t i) {
-    const pixel_rect *q = ctxp;
-    size_t per = (size_t)q->ry * q->rx, n = i / per, r = i % per;
-    return ((size_t)n * q->ho + q->y0 + r / q->rx) * q->wo + q->x0 + r % q->rx;
+static size_t group_row(const void *ctxp, size_t i) {
+    const pixel_groups *q = ctxp;
+    int lo = 0, hi = q->ngroup - 1; // the first group whose end is past i
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (q->end[mid] > i) hi = mid;
+        else lo = mid + 1;
+    }
+    size_t j = i - (lo ? q->end[lo - 1] : 0), per = (size_t)q->ry[lo] * q->rx[lo], n = j / per, r = j % per;
+    return ((size_t)n * q->ho + q->y0[lo] + r / q->rx[lo]) * q->wo + q->x0[lo] + r % q->rx[lo];
 }
 
-// Below this share of padding products a convolution runs as one GEMM.
+// Below this share of padding products a convolution runs as a plain GEMM.
 #define PAD_SKIP_MIN 0.05
 
 // The built-in GEMM of a convolution. Where the padding taps are a noticeable share of its
-// products (res5's 3x3 convolutions on 7x7 RoI maps: 18%), the output pixels are grouped by
-// which taps fall inside the input (corners, edges, interior: tap_runs) and each group runs as
-// one GEMM that leaves out the columns its padding taps fill with zeros (fr_gemm_subset: each
-// output comes out as the full GEMM gives it).
+// products (res5's 3x3 convolutions on 7x7 RoI maps: 18%), the GEMM takes the output pixels
+// grouped by which taps fall inside the input (corners, edges, interior: tap_runs) and leaves
+// out the columns each group's padding taps fill with zeros (fr_gemm_subset: each output
+// comes out as the full GEMM gives it).
 static void conv_gemm(const fr_conv *c, const fr_tensor *x, const float *in_bias, fr_tensor *y, int ho, int wo,
                       int accumulate, const float *bias, const float *res, int relu, float *scratch) {
     pack_ctx p = {c, x, in_bias, ho, wo};
@@ -292,25 +301,33 @@ static void conv_gemm(const fr_conv *c, const fr_tensor *x, const float *in_bias
     for (int a = 0; a < nry; a++)
         for (int b = 0; b < nrx; b++)
             kept += (double)(ry[a].o1 - ry[a].o0) * (rx[b].o1 - rx[b].o0) * (ry[a].hi - ry[a].lo) * (rx[b].hi - rx[b].lo);
-    if (!nry || !nrx || kept > (1.0 - PAD_SKIP_MIN) * ho * wo * c->kh * c->kw) {
+    if (!nry || !nrx || nry * nrx > FR_GEMM_MAXGROUP || kept > (1.0 - PAD_SKIP_MIN) * ho * wo * c->kh * c->kw) {
         fr_gemm_run(rows, c->cout, K, pack_conv_row, &p, c->wp, y->data, (size_t)c->cout, accumulate, bias, res,
                     relu, NULL, scratch);
         return;
     }
+    pixel_groups q;
+    int nseg[FR_GEMM_MAXGROUP], seg[FR_GEMM_MAXGROUP][2 * FR_GEMM_MAXSEG];
+    size_t at = 0;
+    q.ho = ho, q.wo = wo, q.ngroup = 0;
     for (int a = 0; a < nry; a++)
         for (int b = 0; b < nrx; b++) {
-            pixel_rect q = {ho, wo, ry[a].o0, ry[a].o1 - ry[a].o0, rx[b].o0, rx[b].o1 - rx[b].o0};
-            int seg[2 * FR_GEMM_MAXSEG], nseg = 0;
+            int g = q.ngroup++;
+            q.y0[g] = ry[a].o0, q.ry[g] = ry[a].o1 - ry[a].o0, q.x0[g] = rx[b].o0, q.rx[g] = rx[b].o1 - rx[b].o0;
+            at += (size_t)x->n * q.ry[g] * q.rx[g];
+            q.end[g] = at;
+            nseg[g] = 0;
             if (rx[b].lo < rx[b].hi)
                 for (int ky = ry[a].lo; ky < ry[a].hi; ky++) {
-                    int lo = (ky * c->kw + rx[b].lo) * C, hi = (ky * c->kw + rx[b].hi) * C;
-                    if (nseg && seg[2 * nseg - 1] == lo) seg[2 * nseg - 1] = hi; // whole kernel rows: one range
-                    else seg[2 * nseg] = lo, seg[2 * nseg + 1] = hi, nseg++;
+                    int lo = (ky * c->kw + rx[b].lo) * C, hi = (ky * c->kw + rx[b].hi) * C, *sg = seg[g];
+                    if (nseg[g] && sg[2 * nseg[g] - 1] == lo) sg[2 * nseg[g] - 1] = hi; // whole kernel rows: one range
+                    else sg[2 * nseg[g]] = lo, sg[2 * nseg[g] + 1] = hi, nseg[g]++;
                 }
-            fr_gemm_subset sub = {rect_row, &q, seg, nseg};
-            fr_gemm_run((size_t)x->n * q.ry * q.rx, c->cout, K, pack_conv_row, &p, c->wp, y->data, (size_t)c->cout,
-                        accumulate, bias, res, relu, &sub, scratch);
         }
+    FR_ASSERT(at == rows);
+    fr_gemm_subset sub = {group_row, &q, q.ngroup, q.end, nseg, (const int(*)[2 * FR_GEMM_MAXSEG])seg};
+    fr_gemm_run(rows, c->cout, K, pack_conv_row, &p, c->wp, y->data, (size_t)c->cout, accumulate, bias, res, relu,
+                &sub, scratch);
 }
 
 // y = y + b (+ res), then max(y, 0): one pass, branch-free so it vectorises.

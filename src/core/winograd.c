@@ -205,7 +205,7 @@ void fr_wino_forward(const fr_conv *c, const fr_tensor *x, const float *in_bias,
         for (int p = 0; p < FR_WINO_POS; p++)
             if (packed(c)) {
                 int w = p / 6 == 5 ? (p % 6 == 5 ? 2 : 0) : p % 6 == 5 ? 1 : -1;
-                fr_gemm_subset sub = {list_row, w >= 0 ? keep[w] : NULL, NULL, 0}; // every column
+                fr_gemm_subset sub = {list_row, w >= 0 ? keep[w] : NULL, 0, NULL, NULL, NULL}; // every column
                 int rows = w < 0 || nkeep[w] == tc ? (int)tc : (int)nkeep[w];
                 fr_gemm_packed_nt(rows, O, C, V + (size_t)p * C, (size_t)FR_WINO_POS * C, c->wu + (size_t)p * O * C,
                                   M + (size_t)p * O, (size_t)FR_WINO_POS * O, rows < (int)tc ? &sub : NULL, gs);
