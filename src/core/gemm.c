@@ -164,8 +164,10 @@ void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, 
                  const fr_gemm_subset *sub, float *scratch) {
     if (!m || n <= 0) return;
     FR_ASSERT(!sub || (sub->ngroup >= 0 && sub->ngroup <= FR_GEMM_MAXGROUP));
-    if (sub)
+    if (sub) {
         for (int g = 0; g < sub->ngroup; g++) FR_ASSERT(sub->nseg[g] >= 0 && sub->nseg[g] <= FR_GEMM_MAXSEG);
+        FR_ASSERT(!sub->ngroup || sub->end[sub->ngroup - 1] == m);
+    }
     // k ranges of equal size, at most FR_GEMM_KC (the same with or without sub: same sums)
     int nk = (k + FR_GEMM_KC - 1) / FR_GEMM_KC;
     if (nk < 1) nk = 1;
@@ -192,39 +194,44 @@ void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, 
 #else
         float *pa = scratch;
 #endif
-        size_t i0 = ib * mcb, off[FR_GEMM_MC];
+        size_t i0 = ib * mcb, row[FR_GEMM_MC], off[FR_GEMM_MC];
         int mc = m - i0 < mcb ? (int)(m - i0) : (int)mcb;
-        for (int i = 0; i < mc; i++) off[i] = (sub ? sub->row(sub->ctx, i0 + i) : i0 + i) * ldc;
+        for (int i = 0; i < mc; i++) row[i] = sub ? sub->row(sub->ctx, i0 + i) : i0 + i, off[i] = row[i] * ldc;
         for (int p0 = 0; p0 < k; p0 += kstep) {
             int kc = k - p0 < kstep ? k - p0 : kstep;
-            const int full[2] = {0, kc};
-            for (int i = 0; i < mc; i++)
-                pack(ctx, sub ? off[i] / ldc : i0 + i, p0, kc, pa + (size_t)i * FR_GEMM_LDA);
+            for (int i = 0; i < mc; i++) pack(ctx, row[i], p0, kc, pa + (size_t)i * FR_GEMM_LDA);
             for (int i = mc; i % FR_GEMM_MR; i++) // the last strip's missing rows: computed, never stored
                 memset(pa + (size_t)i * FR_GEMM_LDA, 0, (size_t)kc * sizeof(float));
+            // each strip's column ranges within this k range, relative to p0 (once per k range)
+            enum { NS = FR_GEMM_MC / FR_GEMM_MR };
+            _Static_assert(FR_GEMM_MC % FR_GEMM_MR == 0, "a block is whole strips");
+            int seg[NS][2 * FR_GEMM_MAXSEG], nseg[NS];
+            for (int i = 0; i < mc; i += FR_GEMM_MR) {
+                int *sp = seg[i / FR_GEMM_MR], *ns = &nseg[i / FR_GEMM_MR];
+                int g = strip_group(sub, i0 + i, (size_t)(mc - i < FR_GEMM_MR ? mc - i : FR_GEMM_MR));
+                if (g < 0) {
+                    sp[0] = 0, sp[1] = kc, *ns = 1;
+                    continue;
+                }
+                *ns = 0;
+                for (int s = 0; s < sub->nseg[g]; s++) {
+                    int lo = sub->seg[g][2 * s] > p0 ? sub->seg[g][2 * s] : p0;
+                    int hi = sub->seg[g][2 * s + 1] < p0 + kc ? sub->seg[g][2 * s + 1] : p0 + kc;
+                    if (lo < hi) sp[2 * *ns] = lo - p0, sp[2 * *ns + 1] = hi - p0, ++*ns;
+                }
+            }
             int last = p0 + kc >= k;
             tile_op op = {NULL, NULL, last && relu, p0 > 0 || accumulate};
             for (int j0 = 0; j0 < n; j0 += FR_GEMM_NC) {
                 int j1 = j0 + FR_GEMM_NC < n ? j0 + FR_GEMM_NC : n;
                 for (int i = 0; i < mc; i += FR_GEMM_MR) {
                     int mr = mc - i < FR_GEMM_MR ? mc - i : FR_GEMM_MR;
-                    // the strip's column ranges within this k range, relative to p0
-                    int seg[2 * FR_GEMM_MAXSEG], nseg = 1;
-                    const int *sp = full;
-                    int g = strip_group(sub, i0 + i, (size_t)mr);
-                    if (g >= 0) {
-                        nseg = 0, sp = seg;
-                        for (int s = 0; s < sub->nseg[g]; s++) {
-                            int lo = sub->seg[g][2 * s] > p0 ? sub->seg[g][2 * s] : p0;
-                            int hi = sub->seg[g][2 * s + 1] < p0 + kc ? sub->seg[g][2 * s + 1] : p0 + kc;
-                            if (lo < hi) seg[2 * nseg] = lo - p0, seg[2 * nseg + 1] = hi - p0, nseg++;
-                        }
-                    }
+                    const int *sp = seg[i / FR_GEMM_MR];
                     for (int j = j0; j < j1; j += FR_GEMM_NR) {
                         const float *panel = bp + ((size_t)(j / FR_GEMM_NR) * k + p0) * FR_GEMM_NR;
                         op.bias = last && bias ? bias + j : NULL;
                         op.res = op.bias && res ? res + j : NULL;
-                        kernel(sp, nseg, pa + (size_t)i * FR_GEMM_LDA, panel, c + j, off + i, mr, n - j, &op);
+                        kernel(sp, nseg[i / FR_GEMM_MR], pa + (size_t)i * FR_GEMM_LDA, panel, c + j, off + i, mr, n - j, &op);
                     }
                 }
             }
