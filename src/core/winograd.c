@@ -79,10 +79,15 @@ size_t fr_wino_scratch(const fr_conv *c, int n, int h, int w) {
     return ch * FR_WINO_POS * (size_t)(c->cin + c->cout) + tail_floats(c, ch);
 }
 
+// The vectors of L floats in and out of bt6 / at6 never overlap; `omp simd` says so. Without it
+// GCC 12 left both loops scalar (its run-time overlap checks on the six output pointers fall
+// back to the scalar loop), and the transforms took ~7% of fast mode's time instead of ~4%.
+
 // out[k] = B^T in along one axis: 6 vectors of length L (stride s between them) -> 6.
 static inline void bt6(const float *restrict in, size_t si, float *restrict out, size_t so, int L) {
     const float *d0 = in, *d1 = in + si, *d2 = in + 2 * si, *d3 = in + 3 * si, *d4 = in + 4 * si, *d5 = in + 5 * si;
     float *o0 = out, *o1 = out + so, *o2 = out + 2 * so, *o3 = out + 3 * so, *o4 = out + 4 * so, *o5 = out + 5 * so;
+#pragma omp simd
     for (int l = 0; l < L; l++) {
         float a1 = d3[l] - 4.0f * d1[l], a2 = d4[l] - 4.0f * d2[l]; // row 1, 2: a2 +- a1
         float b1 = 2.0f * (d3[l] - d1[l]), b2 = d4[l] - d2[l];     // row 3, 4: b2 +- b1
@@ -99,6 +104,7 @@ static inline void bt6(const float *restrict in, size_t si, float *restrict out,
 static inline void at6(const float *restrict in, size_t si, float *restrict out, size_t so, int L) {
     const float *m0 = in, *m1 = in + si, *m2 = in + 2 * si, *m3 = in + 3 * si, *m4 = in + 4 * si, *m5 = in + 5 * si;
     float *o0 = out, *o1 = out + so, *o2 = out + 2 * so, *o3 = out + 3 * so;
+#pragma omp simd
     for (int l = 0; l < L; l++) {
         float s12 = m1[l] + m2[l], d12 = m1[l] - m2[l], s34 = m3[l] + m4[l], d34 = m3[l] - m4[l];
         o0[l] = m0[l] + s12 + s34;
