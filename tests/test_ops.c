@@ -104,9 +104,10 @@ static void conv_cases(void) {
     check_conv(2, 64, 64, 64, 16, 3, 1, 1, 1, 2, 1); // chunked 3x3 accumulating onto y
     // built-in GEMM edges: several row blocks with a partial 12-row strip, k split in ranges
     // (K > FR_GEMM_KC), output channels not a multiple of the 32-wide panel
-    check_conv(1, 20, 19, 96, 70, 3, 1, 1, 1, 2, 1);  // K 864: three k ranges, accumulating onto y
-    check_conv(1, 20, 19, 96, 70, 3, 1, 1, 1, 1, 0);  // the same with a separate residual, no relu
-    check_conv(2, 14, 14, 400, 40, 1, 2, 0, 1, 0, 1); // strided pointwise, K 400: two k ranges
+    CHECK(FR_GEMM_KC < 600 && 1152 > 2 * FR_GEMM_KC); // the k ranges the cases below are meant to have
+    check_conv(1, 20, 19, 128, 70, 3, 1, 1, 1, 2, 1); // K 1152: three k ranges, accumulating onto y
+    check_conv(1, 20, 19, 128, 70, 3, 1, 1, 1, 1, 0); // the same with a separate residual, no relu
+    check_conv(2, 14, 14, 600, 40, 1, 2, 0, 1, 0, 1); // strided pointwise, K 600: two k ranges
     check_conv(3, 9, 11, 40, 33, 1, 1, 0, 1, 1, 1);   // pointwise, 297 rows, 33 channels
     check_conv(1, 3, 2, 5, 1, 3, 1, 1, 1, 0, 1);      // one output channel, 6 rows
 }
@@ -226,15 +227,18 @@ TEST(test_gemm_subset) {
         printf("  built-in GEMM not on this CPU: fr_gemm_subset not testable here\n");
         return;
     }
-    int s1[] = {100, 350, 400, 410, 700, 900}; // k 900: ranges of 300, crossed by the first and last
-    int s2[] = {0, 64, 128, 192}, s3[] = {50, 60};
+    // k 1200: three k ranges of 400 (gemm.c splits k into equal ranges of at most FR_GEMM_KC),
+    // crossed by the first and last column ranges
+    CHECK((1200 + FR_GEMM_KC - 1) / FR_GEMM_KC == 3);
+    int s1[] = {300, 450, 500, 510, 700, 1000};
+    int s2[] = {0, 64, 128, 192}, s3[] = {50, 60}, s4[] = {100, 350, 400, 410, 700, 900};
     for (int epi = 0; epi < 4; epi++) {
-        check_subset(50, 70, 900, s1, 3, s3, 1, 12, 0, epi); // groups meet at a strip boundary
-        check_subset(50, 70, 900, s1, 3, s3, 1, 7, 1, epi);  // ... and inside a strip
+        check_subset(50, 70, 1200, s1, 3, s3, 1, 12, 0, epi); // groups meet at a strip boundary
+        check_subset(50, 70, 1200, s1, 3, s3, 1, 7, 1, epi);  // ... and inside a strip
     }
     check_subset(331, 33, 192, s2, 2, s3, 1, 100, 0, 3); // several blocks per thread, a partial panel
-    check_subset(29, 40, 300, s1, 0, s1, 3, 5, 0, 1);    // a group without ranges: bias only
-    check_subset(29, 40, 300, s1, 3, s1, 0, 9, 1, 3);    // the same, accumulating: C + bias, then ReLU
+    check_subset(29, 40, 300, s4, 0, s4, 3, 5, 0, 1);    // a group without ranges: bias only
+    check_subset(29, 40, 300, s4, 3, s4, 0, 9, 1, 3);    // the same, accumulating: C + bias, then ReLU
 }
 
 TEST(test_maxpool) {

@@ -20,8 +20,8 @@
 #define FR_GEMM_MR 12  // rows of the register tile (output pixels)
 #define FR_GEMM_NR 32  // columns of the register tile and of a weight panel (output channels)
 #define FR_GEMM_MC 144 // rows of A per block
-#define FR_GEMM_KC 384 // largest k range per block
-#define FR_GEMM_NC 512 // columns of B per sweep (a KC x NC block of weights stays in L2)
+#define FR_GEMM_KC 512 // largest k range per block (K 512, res5's and Winograd's, in one: C stored once)
+#define FR_GEMM_NC 256 // columns of B per sweep (a KC x NC block of weights, 512 KiB, stays in L2)
 #define FR_GEMM_LDA (FR_GEMM_KC + 16) // row stride of a packed A block: not a multiple of 4 KiB
 
 // 1 when this CPU runs the built-in GEMM (AVX-512F) and FRCNN_GEMM is not "blas". Evaluated once.
