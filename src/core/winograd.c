@@ -81,7 +81,7 @@ size_t fr_wino_scratch(const fr_conv *c, int n, int h, int w) {
 
 // The vectors of L floats in and out of bt6 / at6 never overlap; `omp simd` says so. Without it
 // GCC 12 left both loops scalar (its run-time overlap checks on the six output pointers fall
-// back to the scalar loop), and the transforms took ~7% of fast mode's time instead of ~4%.
+// back to the scalar loop): at 800x1333/1000 the two transforms took ~300 ms per image, now ~235.
 
 // out[k] = B^T in along one axis: 6 vectors of length L (stride s between them) -> 6.
 static inline void bt6(const float *restrict in, size_t si, float *restrict out, size_t so, int L) {
