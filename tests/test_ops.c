@@ -104,7 +104,7 @@ static void conv_cases(void) {
     check_conv(2, 64, 64, 64, 16, 3, 1, 1, 1, 2, 1); // chunked 3x3 accumulating onto y
     // built-in GEMM edges: several row blocks with a partial 12-row strip, k split in ranges
     // (K > FR_GEMM_KC), output channels not a multiple of the 32-wide panel
-    CHECK(FR_GEMM_KC < 600 && 1152 > 2 * FR_GEMM_KC); // the k ranges the cases below are meant to have
+    _Static_assert(FR_GEMM_KC < 600 && 1152 > 2 * FR_GEMM_KC, "the k ranges the cases below are meant to have");
     check_conv(1, 20, 19, 128, 70, 3, 1, 1, 1, 2, 1); // K 1152: three k ranges, accumulating onto y
     check_conv(1, 20, 19, 128, 70, 3, 1, 1, 1, 1, 0); // the same with a separate residual, no relu
     check_conv(2, 14, 14, 600, 40, 1, 2, 0, 1, 0, 1); // strided pointwise, K 600: two k ranges
@@ -229,7 +229,7 @@ TEST(test_gemm_subset) {
     }
     // k 1200: three k ranges of 400 (gemm.c splits k into equal ranges of at most FR_GEMM_KC),
     // crossed by the first and last column ranges
-    CHECK((1200 + FR_GEMM_KC - 1) / FR_GEMM_KC == 3);
+    _Static_assert((1200 + FR_GEMM_KC - 1) / FR_GEMM_KC == 3, "k 1200 is meant to take three k ranges");
     int s1[] = {300, 450, 500, 510, 700, 1000};
     int s2[] = {0, 64, 128, 192}, s3[] = {50, 60}, s4[] = {100, 350, 400, 410, 700, 900};
     for (int epi = 0; epi < 4; epi++) {

@@ -154,8 +154,7 @@ FR_NO_SAN __attribute__((target("avx512f,fma"))) static void kernel(const int *s
 // no groups): then every column.
 static int strip_group(const fr_gemm_subset *sub, size_t i, size_t mr) {
     if (!sub || !sub->ngroup) return -1;
-    int g = 0;
-    while (g < sub->ngroup - 1 && sub->end[g] <= i) g++;
+    int g = fr_gemm_group_of(sub->end, sub->ngroup, i);
     return i + mr <= sub->end[g] ? g : -1;
 }
 
@@ -197,18 +196,21 @@ void fr_gemm_run(size_t m, int n, int k, fr_gemm_pack_fn pack, const void *ctx, 
         size_t i0 = ib * mcb, row[FR_GEMM_MC], off[FR_GEMM_MC];
         int mc = m - i0 < mcb ? (int)(m - i0) : (int)mcb;
         for (int i = 0; i < mc; i++) row[i] = sub ? sub->row(sub->ctx, i0 + i) : i0 + i, off[i] = row[i] * ldc;
+        // each strip's group (-1: every column), the same for every k range
+        enum { NS = FR_GEMM_MC / FR_GEMM_MR };
+        _Static_assert(FR_GEMM_MC % FR_GEMM_MR == 0, "a block is whole strips");
+        int grp[NS];
+        for (int i = 0; i < mc; i += FR_GEMM_MR)
+            grp[i / FR_GEMM_MR] = strip_group(sub, i0 + i, (size_t)(mc - i < FR_GEMM_MR ? mc - i : FR_GEMM_MR));
         for (int p0 = 0; p0 < k; p0 += kstep) {
             int kc = k - p0 < kstep ? k - p0 : kstep;
             for (int i = 0; i < mc; i++) pack(ctx, row[i], p0, kc, pa + (size_t)i * FR_GEMM_LDA);
             for (int i = mc; i % FR_GEMM_MR; i++) // the last strip's missing rows: computed, never stored
                 memset(pa + (size_t)i * FR_GEMM_LDA, 0, (size_t)kc * sizeof(float));
             // each strip's column ranges within this k range, relative to p0 (once per k range)
-            enum { NS = FR_GEMM_MC / FR_GEMM_MR };
-            _Static_assert(FR_GEMM_MC % FR_GEMM_MR == 0, "a block is whole strips");
             int seg[NS][2 * FR_GEMM_MAXSEG], nseg[NS];
             for (int i = 0; i < mc; i += FR_GEMM_MR) {
-                int *sp = seg[i / FR_GEMM_MR], *ns = &nseg[i / FR_GEMM_MR];
-                int g = strip_group(sub, i0 + i, (size_t)(mc - i < FR_GEMM_MR ? mc - i : FR_GEMM_MR));
+                int *sp = seg[i / FR_GEMM_MR], *ns = &nseg[i / FR_GEMM_MR], g = grp[i / FR_GEMM_MR];
                 if (g < 0) {
                     sp[0] = 0, sp[1] = kc, *ns = 1;
                     continue;

@@ -75,6 +75,17 @@ typedef struct {
     const int (*seg)[2 * FR_GEMM_MAXSEG];
 } fr_gemm_subset;
 
+// The group of a fr_gemm_subset that GEMM row i falls in: the first g with end[g] > i (ngroup >= 1).
+static inline int fr_gemm_group_of(const size_t *end, int ngroup, size_t i) {
+    int lo = 0, hi = ngroup - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (end[mid] > i) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
 // C[m x n] (row stride ldc) = A[m x k] * B^T (+ C when accumulate), then, if bias is not NULL,
 // C += bias[j] (+ res[i][j], row stride ldc, when res is not NULL), then max(C, 0) when relu.
 // bp: B packed by fr_gemm_pack_b. sub: NULL (rows 0..m-1 of C, every column of A), or m rows

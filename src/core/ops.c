@@ -267,12 +267,7 @@ typedef struct {
 
 static size_t group_row(const void *ctxp, size_t i) {
     const pixel_groups *q = ctxp;
-    int lo = 0, hi = q->ngroup - 1; // the first group whose end is past i
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (q->end[mid] > i) hi = mid;
-        else lo = mid + 1;
-    }
+    int lo = fr_gemm_group_of(q->end, q->ngroup, i);
     size_t j = i - (lo ? q->end[lo - 1] : 0), per = (size_t)q->ry[lo] * q->rx[lo], n = j / per, r = j % per;
     return ((size_t)n * q->ho + q->y0[lo] + r / q->rx[lo]) * q->wo + q->x0[lo] + r % q->rx[lo];
 }
