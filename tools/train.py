@@ -508,10 +508,14 @@ def load_init(path, a, log):
     if bad:
         sys.exit("train: --init %s: tensors do not match a width-div %d model (%s...)"
                  % (path, div, ", ".join(bad[:3])))
-    if div != a.width_div or cfg["input"]["min_size"] != a.min_size or cfg["input"]["max_size"] != a.max_size:
-        log("train: --init: the model's own width-div %d and input %d/%d are kept"
-            % (div, cfg["input"]["min_size"], cfg["input"]["max_size"]))
+    if div != a.width_div:
+        log("train: --init: the model's own width-div %d is kept" % div)
         a.width_div = div
+    for k in ("min_size", "max_size"):
+        v = getattr(a, k)
+        if v is not None and v != cfg["input"][k]:
+            log("train: --init: input %s %d -> %d" % (k, cfg["input"][k], v))
+            cfg["input"][k] = v
     w = {k: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items()}
     desc = "%s (%d iterations, %.1f min, reference VOC07 mAP %s)" % (
         os.path.basename(path), iters, minutes, meta.get("frcnn.ref_map07", "?"))
@@ -544,8 +548,14 @@ def main(argv=None):
     ap.add_argument("--n-test", type=int, default=200)
     ap.add_argument("--size", type=shapes.parse_size, default=(320, 240))
     ap.add_argument("--width-div", type=int, default=8, help="channel divisor (make_weights.py)")
-    ap.add_argument("--min-size", type=int, default=256)
-    ap.add_argument("--max-size", type=int, default=384)
+    ap.add_argument("--min-size", type=int, default=None,
+                    help="test-time input min_size in the config (default 256; with --init: the "
+                         "model's own unless given)")
+    ap.add_argument("--max-size", type=int, default=None,
+                    help="test-time input max_size (default 384; with --init: the model's own)")
+    ap.add_argument("--train-min-sizes", type=str, default="",
+                    help="comma-separated min_size choices, one drawn per iteration (detectron2 "
+                         "INPUT.MIN_SIZE_TRAIN, sampling 'choice'; default: the config's min_size)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--iters", type=int, default=1500)
     ap.add_argument("--max-minutes", type=float, default=30.0,
@@ -580,6 +590,13 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.iters < 1 or a.batch < 1 or a.rois_per_image < 4 or a.width_div < 1:
         ap.error("--iters, --batch, --width-div must be >= 1 and --rois-per-image >= 4")
+    try:
+        a.train_min_sizes = [int(v) for v in a.train_min_sizes.split(",") if v.strip()]
+    except ValueError:
+        ap.error("--train-min-sizes: comma-separated integers")
+    for v in a.train_min_sizes + [x for x in (a.min_size, a.max_size) if x is not None]:
+        if not 32 <= v <= 4096:
+            ap.error("input sizes must be within 32..4096 (got %d)" % v)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     device = torch.device(a.device)
@@ -606,8 +623,8 @@ def main(argv=None):
         cfg = init[1]
     else:
         cfg = json.loads(json.dumps(DEMO_CONFIG))
-        cfg["input"]["min_size"] = a.min_size
-        cfg["input"]["max_size"] = a.max_size
+        cfg["input"]["min_size"] = a.min_size if a.min_size is not None else 256
+        cfg["input"]["max_size"] = a.max_size if a.max_size is not None else 384
     cfg = model.normalize_config(cfg)
     classes = cfg["classes"]
     train = load_split(root, "trainval", classes)
@@ -655,6 +672,10 @@ def main(argv=None):
             for g in opt.param_groups:
                 g["lr"] = lr
             batch = []
+            test_min = cfg["input"]["min_size"]
+            if a.train_min_sizes:  # one size per iteration: the batch is one tensor
+                pick = int(torch.randint(len(a.train_min_sizes), (1,), generator=gen).item())
+                det.cfg["input"]["min_size"] = a.train_min_sizes[pick]
             for _ in range(a.batch):
                 if epoch_pos >= len(order):
                     order = torch.randperm(len(train), generator=gen).tolist()
@@ -663,6 +684,7 @@ def main(argv=None):
                 epoch_pos += 1
                 flip = bool(torch.rand(1, generator=gen).item() < 0.5)
                 batch.append(load_example(det, item, flip))
+            det.cfg["input"]["min_size"] = test_min
             ls = losses(det, batch, anchors_cache, a, gen, device)
             total = ls["rpn_cls"] + ls["rpn_loc"] + ls["cls"] + ls["box"]
             if not torch.isfinite(total):
