@@ -219,15 +219,15 @@ static int bench_setting(const char *path, const char *base_json, const fr_image
             }
             if (t < best_exact) best_exact = t;
         }
-        double ts_[FR_STAGE_COUNT] = {0};
+        double tsg[FR_STAGE_COUNT] = {0};
         for (int i = 0; i < p.n; i++) {
             shape_t *q = &p.v[i];
             a = fr_time_ms();
             fr_gemm_nt(q->m, q->n, q->k, A, B, 0.0f, C);
-            ts_[q->stage] += fr_time_ms() - a;
+            tsg[q->stage] += fr_time_ms() - a;
         }
         for (int i = 0; i < FR_STAGE_COUNT; i++)
-            if (ts_[i] < sg[i]) sg[i] = ts_[i];
+            if (tsg[i] < sg[i]) sg[i] = tsg[i];
     }
     printf("\nsetting %dx%d/%d: network input %dx%d (HxW), %d proposals, %d detections, %d GEMMs, best of %d\n", H, W,
            P, H, W, nprop, ndet, p.n, runs);
