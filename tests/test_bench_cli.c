@@ -6,14 +6,6 @@
 
 #define MODEL "tests/data/r101_narrow.safetensors"
 
-static int stderr_has(const char *needle) {
-    char *b = slurp(g_err);
-    int ok = b && strstr(b, needle) != NULL;
-    if (!ok) fprintf(stderr, "  stderr: '%s' (want '%s')\n", b ? b : "(unreadable)", needle);
-    fr_free(b);
-    return ok;
-}
-
 static double num(const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsNumber(v) ? v->valuedouble : -1;
@@ -75,21 +67,21 @@ TEST(test_json_fast_has_exact) {
 TEST(test_refusals) {
     const char *runs0[] = {"bench", "-m", MODEL, "--runs", "0", NULL};
     CHECK(frcnn(runs0) == 2);
-    CHECK(stderr_has("--runs must be 1..1000"));
+    CHECK(last_err_is("frcnn bench: ", "--runs must be 1..1000"));
     const char *small[] = {"bench", "-m", MODEL, "--setting", "16x16/10", NULL};
     CHECK(frcnn(small) == 2);
-    CHECK(stderr_has("--setting must be HxW/P"));
+    CHECK(last_err_is("frcnn bench: ", "--setting must be HxW/P"));
     const char *junk[] = {"bench", "-m", MODEL, "--setting", "100x200/", NULL};
     CHECK(frcnn(junk) == 2);
     const char *nomodel[] = {"bench", NULL};
     CHECK(frcnn(nomodel) == 2);
     const char *missing[] = {"bench", "-m", "tests/data/no_such_model.safetensors", "--setting", "128x160/20", NULL};
     CHECK(frcnn(missing) == 1);
-    CHECK(stderr_has("frcnn bench: "));
+    CHECK(last_err_is("frcnn bench: ", "no_such_model.safetensors"));
     const char *badjson[] = {"bench", "-m", MODEL, "--setting", "128x160/20", "--json", "/nonexistent/dir/b.json",
                              NULL};
     CHECK(frcnn(badjson) == 1);
-    CHECK(stderr_has("cannot write /nonexistent/dir/b.json"));
+    CHECK(last_err_is("frcnn bench: ", "cannot write /nonexistent/dir/b.json"));
 }
 
 int main(void) {
