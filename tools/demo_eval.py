@@ -54,8 +54,8 @@ def comp4_path(d, set_name, cls):
 
 def score(root, set_name, results_dir, classes, names=None, log=print):
     """Scores comp4 files; returns {"07": {cls: ap, "mAP": m}, "10": {...}, "npos": {...},
-    "ndet": {...}} (a missing file counts as no detections). names: the image ids (default:
-    the whole set)."""
+    "ndet": {...}, "tp": {...}} (a missing file counts as no detections). names: the image ids
+    (default: the whole set)."""
     for c in classes:
         if not os.path.exists(comp4_path(results_dir, set_name, c)):
             log("eval: %s missing: no detections for %s" % (comp4_path(results_dir, set_name, c), c))
@@ -64,6 +64,7 @@ def score(root, set_name, results_dir, classes, names=None, log=print):
     out = {m: {k: (nan if v is None else v) for k, v in r[m].items()} for m in ("07", "10")}
     out["npos"] = {c: r["stats"][c]["npos"] for c in classes}
     out["ndet"] = {c: r["stats"][c]["ndet"] for c in classes}
+    out["tp"] = {c: r["stats"][c]["tp"] for c in classes}
     return out
 
 
