@@ -1,24 +1,25 @@
 #!/usr/bin/python3
-"""select_input.py - picks a trained demo model's test-time input size on held-out images, then scores it.
+"""select_input.py - picks a demo model's test-time settings on held-out images, then scores it.
 
   select_input.py -m MODEL.safetensors [--out OUT.safetensors] [--sizes 384:544,448:640]
                   [--grid SECTION.KEY=V1,V2,...]... [--heldout DIR] [--n-heldout 200]
                   [--test DIR] [--threads 2]
 
 The last step after tools/train.py. A run trains on several sizes (--train-min-sizes) and
-writes one of them into the config; which test-time size (and head score threshold) scores best
-(or other test-time setting) is a measurement, and it must not be made on the test split that the model's mAP is reported
-on, nor on the training images (train.py trains on trainval: train + the first n_val val
-images). So:
+writes one of them into the config; which test-time size (or other test-time setting) scores
+best is a measurement, and it must not be made on the test split that the model's mAP is
+reported on, nor on the training images (train.py trains on trainval: train + the first n_val
+val images). So:
  1. generates a held-out split under --heldout (a VOCdevkit root) with tools/shapes.py: the
     model's dataset parameters (its "frcnn.dataset" metadata) with n_val + N val images; the
     last N (ids never trained on) are listed as ImageSets/Main/heldout.txt;
- 2. runs the PyTorch reference there for every candidate (each --sizes MIN:MAX pair times each
-    --score-thresh value) and prints their VOC07 / VOC2010+ mAPs;
- 3. writes the best candidate's input.min_size / max_size and head.score_thresh into the
-    model's "frcnn.config" (the first listed wins a tie), scores it on the model's test split
-    (generated under --test as tools/demo_eval.py --shapes does) and records that as
-    "frcnn.ref_map07" / "frcnn.ref_map10" / "frcnn.ref_eval";
+ 2. runs the PyTorch reference there for every candidate config (each --sizes MIN:MAX pair
+    times each value of each --grid key, e.g. --grid head.score_thresh=0.05,0.01) and prints
+    their VOC07 / VOC2010+ mAPs and how many objects of each class no detection found;
+ 3. writes the best candidate's settings into the model's "frcnn.config" (the first listed
+    wins a tie), scores it on the model's test split (generated under --test as
+    tools/demo_eval.py --shapes does) and records that as "frcnn.ref_map07" /
+    "frcnn.ref_map10" / "frcnn.ref_eval";
  4. appends all of it to the model's .train.log (copied beside OUT first when OUT differs).
 Writes MODEL in place unless --out is given.
 """
@@ -43,7 +44,8 @@ def parse_sizes(s):
         try:
             lo, hi = (int(v) for v in item.split(":"))
         except ValueError:
-            raise argparse.ArgumentTypeError("sizes: MIN:MAX pairs separated by commas, got %r" % item)
+            raise argparse.ArgumentTypeError("sizes: MIN:MAX pairs separated by commas, got %r"
+                                             % item)
         if not (32 <= lo <= hi <= 4096):
             raise argparse.ArgumentTypeError("sizes: need 32 <= MIN <= MAX <= 4096, got %r" % item)
         out.append((lo, hi))
@@ -72,14 +74,16 @@ def base(path):
 def make_heldout(params, out, n, log):
     """The held-out split: n val images past the n_val the model trained on; returns VOC2007."""
     n_val = int(params["n_val"])
-    root = shapes.generate(out, params["seed"], 0, n_val + n, 0, (params["width"], params["height"]),
-                           params["quality"], log=log)
+    root = shapes.generate(out, params["seed"], 0, n_val + n, 0,
+                           (params["width"], params["height"]), params["quality"], log=log)
     ids = demo_eval.read_set(root, "val")[n_val:]
     if len(ids) != n:
-        raise SystemExit("select_input: %s lists %d val images, expected %d" % (root, len(ids) + n_val, n_val + n))
+        raise SystemExit("select_input: %s lists %d val images, expected %d"
+                         % (root, len(ids) + n_val, n_val + n))
     with open(os.path.join(root, "ImageSets", "Main", "heldout.txt"), "w") as f:
         f.write("".join(i + "\n" for i in ids))
-    log("select_input: held-out split: val ids %s..%s (%d images) in %s" % (ids[0], ids[-1], n, root))
+    log("select_input: held-out split: val ids %s..%s (%d images) in %s"
+        % (ids[0], ids[-1], n, root))
     return root
 
 
@@ -111,7 +115,8 @@ def main(argv=None):
         raise SystemExit("select_input: %s: not a model tools/train.py wrote (%s)" % (a.model, e))
     for sec, key, _ in a.grid:
         if not isinstance(cfg.get(sec), dict) or key not in cfg[sec]:
-            raise SystemExit("select_input: --grid %s.%s: the model's config has no such key" % (sec, key))
+            raise SystemExit("select_input: --grid %s.%s: the model's config has no such key"
+                             % (sec, key))
     log_path = base(out) + ".train.log"
     src_log = os.path.abspath(base(a.model) + ".train.log")
     if os.path.isfile(src_log) and src_log != log_path:
@@ -123,7 +128,8 @@ def main(argv=None):
         print(s, flush=True)
         logf.write(s + "\n")
 
-    log("select_input: ---- test-time settings chosen on held-out images (tools/select_input.py) ----")
+    log("select_input: ---- test-time settings chosen on held-out images "
+        "(tools/select_input.py) ----")
     ho = make_heldout(params, a.heldout, a.n_heldout, log)
     cands = []
     for lo, hi in a.sizes:
@@ -135,21 +141,24 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix="select_input_")
     rows = []
     for n, c in enumerate(cands):
-        desc = ", ".join(["min_size %d max_size %d" % (c["input"]["min_size"], c["input"]["max_size"])]
+        desc = ", ".join(["min_size %d max_size %d"
+                          % (c["input"]["min_size"], c["input"]["max_size"])]
                          + ["%s.%s %s" % (sec, key, c[sec][key]) for sec, key, _ in a.grid])
         d = os.path.join(work, str(n))
         classes, names = demo_eval.run_reference(a.model, ho, "heldout", d, c, a.threads,
                                                  log=lambda *x: None)
         r = demo_eval.score(ho, "heldout", d, classes, log=log)
         rows.append((r["07"]["mAP"], c, desc))
+        missed = " ".join("%s %d/%d" % (k, r["npos"][k] - r["tp"][k], r["npos"][k])
+                          for k in classes)
         log("select_input: heldout %s: VOC07 %.4f, VOC2010+ %.4f; never found: %s"
-            % (desc, r["07"]["mAP"], r["10"]["mAP"],
-               " ".join("%s %d/%d" % (k, r["npos"][k] - r["tp"][k], r["npos"][k]) for k in classes)))
+            % (desc, r["07"]["mAP"], r["10"]["mAP"], missed))
     _, cfg, desc = max(rows, key=lambda r: r[0])  # max keeps the first of equals
     log("select_input: chosen %s" % desc)
     test = demo_eval.make_test_split(a.model, a.test)
     res_dir = os.path.join(work, "test")
-    classes, names = demo_eval.run_reference(a.model, test, "test", res_dir, cfg, a.threads, log=log)
+    classes, names = demo_eval.run_reference(a.model, test, "test", res_dir, cfg, a.threads,
+                                             log=log)
     res = demo_eval.score(test, "test", res_dir, classes, log=log)
     demo_eval.print_table(res, classes, log=log)
     meta["frcnn.ref_map07"] = "%.6f" % res["07"]["mAP"]
@@ -157,8 +166,8 @@ def main(argv=None):
     meta["frcnn.ref_eval"] = "test split, %d images" % len(names)
     meta["frcnn.config"] = json.dumps(cfg)
     st.save(out, tensors, meta, dtype="F32")
-    log("select_input: reference VOC07 mAP on the test split (%d images): %.4f (VOC2010+ %.4f); wrote %s"
-        % (len(names), res["07"]["mAP"], res["10"]["mAP"], out))
+    log("select_input: reference VOC07 mAP on the test split (%d images): %.4f (VOC2010+ %.4f); "
+        "wrote %s" % (len(names), res["07"]["mAP"], res["10"]["mAP"], out))
     logf.close()
     shutil.rmtree(work, ignore_errors=True)
     return 0
