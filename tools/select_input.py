@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.join(HERE, "reference"))
 import demo_eval  # noqa: E402
 import shapes  # noqa: E402
 import st  # noqa: E402
+import train  # noqa: E402  (model_base, Log, eval_test_split)
 
 
 def parse_sizes(s):
@@ -63,12 +64,6 @@ def parse_grid(s):
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise argparse.ArgumentTypeError("grid: values must be numbers, got %r" % s)
     return sec, key, values
-
-
-def base(path):
-    """A model's path without .safetensors (tools/train.py's model_base): its log sits beside it."""
-    path = os.path.abspath(path)
-    return path[: -len(".safetensors")] if path.endswith(".safetensors") else path
 
 
 def make_heldout(params, out, n, log):
@@ -117,16 +112,12 @@ def main(argv=None):
         if not isinstance(cfg.get(sec), dict) or key not in cfg[sec]:
             raise SystemExit("select_input: --grid %s.%s: the model's config has no such key"
                              % (sec, key))
-    log_path = base(out) + ".train.log"
-    src_log = os.path.abspath(base(a.model) + ".train.log")
-    if os.path.isfile(src_log) and src_log != log_path:
-        shutil.copyfile(src_log, log_path)
-    logf = open(log_path, "a")
-
-    def log(*args):
-        s = " ".join(str(x) for x in args)
-        print(s, flush=True)
-        logf.write(s + "\n")
+    history = ""
+    src_log = train.model_base(a.model) + ".train.log"
+    if os.path.isfile(src_log):
+        with open(src_log) as f:  # read before the log beside OUT is opened: it may be this file
+            history = f.read()
+    log = train.Log(train.model_base(out) + ".train.log", history)
 
     log("select_input: ---- test-time settings chosen on held-out images "
         "(tools/select_input.py) ----")
@@ -156,19 +147,12 @@ def main(argv=None):
     _, cfg, desc = max(rows, key=lambda r: r[0])  # max keeps the first of equals
     log("select_input: chosen %s" % desc)
     test = demo_eval.make_test_split(a.model, a.test)
-    res_dir = os.path.join(work, "test")
-    classes, names = demo_eval.run_reference(a.model, test, "test", res_dir, cfg, a.threads,
-                                             log=log)
-    res = demo_eval.score(test, "test", res_dir, classes, log=log)
-    demo_eval.print_table(res, classes, log=log)
-    meta["frcnn.ref_map07"] = "%.6f" % res["07"]["mAP"]
-    meta["frcnn.ref_map10"] = "%.6f" % res["10"]["mAP"]
-    meta["frcnn.ref_eval"] = "test split, %d images" % len(names)
+    res, n = train.eval_test_split(a.model, test, os.path.join(work, "test"), cfg, a.threads, 0,
+                                   meta, log)
     meta["frcnn.config"] = json.dumps(cfg)
     st.save(out, tensors, meta, dtype="F32")
     log("select_input: reference VOC07 mAP on the test split (%d images): %.4f (VOC2010+ %.4f); "
-        "wrote %s" % (len(names), res["07"]["mAP"], res["10"]["mAP"], out))
-    logf.close()
+        "wrote %s" % (n, res["07"]["mAP"], res["10"]["mAP"], out))
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -484,6 +484,20 @@ def export(path, w, cfg, meta_extra):
     return tensors, meta
 
 
+def eval_test_split(model_path, root, res_dir, config, threads, limit, meta, log):
+    """Runs the reference (config: None = the file's own) over the test split under root (its
+    first `limit` images if limit), prints the AP table and records the mAPs in meta as
+    "frcnn.ref_map07" / "frcnn.ref_map10" / "frcnn.ref_eval". Returns (scores, images run)."""
+    classes, names = demo_eval.run_reference(model_path, root, "test", res_dir, config,
+                                             threads=threads, limit=limit, log=log)
+    res = demo_eval.score(root, "test", res_dir, classes, names if limit else None, log=log)
+    demo_eval.print_table(res, classes, log=log)
+    meta["frcnn.ref_map07"] = "%.6f" % res["07"]["mAP"]
+    meta["frcnn.ref_map10"] = "%.6f" % res["10"]["mAP"]
+    meta["frcnn.ref_eval"] = "test split, %d images" % len(names)
+    return res, len(names)
+
+
 def model_base(path):
     """A model's path without .safetensors: its log and reference results sit beside it."""
     return path[: -len(".safetensors")] if path.endswith(".safetensors") else path
@@ -730,15 +744,9 @@ def main(argv=None):
     log("train: wrote %s (%.2f MB)" % (out, os.path.getsize(out) / 1e6))
     if a.no_eval or a.n_test == 0:
         return 0
-    res_dir = base + ".ref_results"
-    _, names = demo_eval.run_reference(out, root, "test", res_dir, threads=a.threads, limit=a.eval_limit, log=log)
-    res = demo_eval.score(root, "test", res_dir, classes, names if a.eval_limit else None, log=log)
-    demo_eval.print_table(res, classes, log=log)
-    meta["frcnn.ref_map07"] = "%.6f" % res["07"]["mAP"]
-    meta["frcnn.ref_map10"] = "%.6f" % res["10"]["mAP"]
-    meta["frcnn.ref_eval"] = "test split, %d images" % len(names)
+    res, n = eval_test_split(out, root, base + ".ref_results", None, a.threads, a.eval_limit, meta, log)
     export(out, w, cfg, meta)
-    log("train: reference VOC07 mAP on the test split (%d images): %.4f" % (len(names), res["07"]["mAP"]))
+    log("train: reference VOC07 mAP on the test split (%d images): %.4f" % (n, res["07"]["mAP"]))
     return 0
 
 
