@@ -332,13 +332,17 @@ TEST(test_admission_and_drain) {
     if (s.port <= 0) return;
     job jobs[3] = {{s.port, 0, 0}, {s.port, 0, 0}, {s.port, 0, 0}};
     pthread_t t[3];
+    // each starts once the one before it is running, waiting, or answered 503 (the queue
+    // is full): polled rather than slept for, so a loaded host cannot reorder them
+    const char *busy_total = "frcnn_http_requests_total{route=\"/v1/detect\",code=\"503\"}";
     for (int i = 0; i < 3; i++) {
         pthread_create(&t[i], NULL, post_photo, &jobs[i]);
-        tc_sleep(0.15);
+        if (i == 0) CHECK(tc_wait_metric(s.port, "frcnn_inflight", 1, 10) == 1);
+        if (i == 1) CHECK(tc_wait_metric(s.port, "frcnn_queue_depth", 1, 10) == 1);
+        if (i == 2) CHECK(tc_wait_metric(s.port, busy_total, 1, 10) == 1);
     }
     // P2: SIGTERM while one runs and one waits: the running one is answered 200, the
     // waiting one 503, and the process exits 0 before the drain deadline (8 s)
-    tc_sleep(0.3);
     double t0 = tc_now();
     kill(s.pid, SIGTERM);
     int rc = tc_wait_exit(s.pid, 15, NULL);
@@ -449,8 +453,10 @@ TEST(test_counters) {
     double inf = tc_get_metric(g.port, "frcnn_stage_seconds_count{stage=\"total\"}");
     CHECKF(ok == g_ok && inf == g_ok, "server 200s %g, inferences %g, client 200s %ld", ok, inf, g_ok);
     CHECK(tc_get_metric(g.port, "frcnn_http_requests_aborted_total{route=\"/v1/detect\"}") == 0);
-    tc_sleep(0.1);
-    int lines = tc_count_lines(g.access, "\"path\":\"/v1/detect\",\"status\":200");
+    const char *line = "\"path\":\"/v1/detect\",\"status\":200";
+    int lines = tc_count_lines(g.access, line);
+    for (double t0 = tc_now(); lines < g_ok && tc_now() - t0 < 3; tc_sleep(0.02)) // logged at completion
+        lines = tc_count_lines(g.access, line);
     CHECKF(lines == g_ok, "%d access-log lines for 200 answers", lines);
 }
 

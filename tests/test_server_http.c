@@ -399,8 +399,7 @@ TEST(test_h5_h6_body_cap) {
     CHECK(tc_read(&c, &r, 5) == -1 && r.status == 0);
     tc_resp_free(&r);
     tc_close(&c);
-    tc_sleep(0.1);
-    CHECK(tc_get_metric(PORT, "frcnn_http_requests_aborted_total{route=\"/v1/detect\"}") == ab0 + 1);
+    CHECK(tc_wait_metric(PORT, "frcnn_http_requests_aborted_total{route=\"/v1/detect\"}", ab0 + 1, 3) == ab0 + 1);
     free(big);
     // H5 again at 413 by MHD's own parser for 2^64
     CHECK(tc_requests(PORT, "POST /v1/detect HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\nContent-Length: 18446744073709551616\r\n\r\n", &r, &closed) == 413);
@@ -499,8 +498,7 @@ TEST(test_h14_slow_upload) {
     double took = tc_now() - t0;
     CHECKF((closed || sent < 20) && took > 2.5 && took < 6, "dropped after %.2f s (%d bytes)", took, sent);
     close(fd);
-    tc_sleep(0.1);
-    CHECK(tc_get_metric(PORT, "frcnn_http_requests_aborted_total{route=\"/v1/detect\"}") == ab0 + 1);
+    CHECK(tc_wait_metric(PORT, "frcnn_http_requests_aborted_total{route=\"/v1/detect\"}", ab0 + 1, 3) == ab0 + 1);
     CHECK(tc_count_lines(g_main.access, "upload took longer than 3 s") == 1);
 }
 
@@ -561,20 +559,31 @@ static void *post_thread(void *arg) {
 }
 
 TEST(test_h17_admission) {
-    // 32 concurrent POSTs, 1 worker + 8 waiting: the excess gets 503 + Retry-After at once
-    size_t n;
-    char *body = fake_jpeg_sleep(300, &n);
+    // 32 concurrent POSTs, 1 worker + 8 waiting: the excess gets 503 + Retry-After at once.
+    // One long request holds the worker first, so the queue stays full (and the probes below
+    // meet a full queue) however slowly a loaded host starts the other 31 clients.
+    size_t n, n_long;
+    char *body = fake_jpeg_sleep(100, &n);
+    char *body_long = fake_jpeg_sleep(4000, &n_long);
     double ok0 = tc_get_metric(PORT, "frcnn_http_requests_total{route=\"/v1/detect\",code=\"200\"}");
     double busy0 = tc_get_metric(PORT, "frcnn_http_requests_total{route=\"/v1/detect\",code=\"503\"}");
+    double cap = tc_get_metric(PORT, "frcnn_queue_capacity");
+    CHECKF(cap == 8, "queue capacity %g", cap);
     post_job jobs[32];
     pthread_t t[32];
-    for (int i = 0; i < 32; i++) {
+    jobs[0] = (post_job){PORT, body_long, n_long, 0, 0, 0};
+    pthread_create(&t[0], NULL, post_thread, &jobs[0]);
+    double t0 = tc_now();
+    CHECK(tc_wait_metric(PORT, "frcnn_inflight", 1, 3) == 1);
+    for (int i = 1; i < 32; i++) {
         jobs[i] = (post_job){PORT, body, n, 0, 0, 0};
         pthread_create(&t[i], NULL, post_thread, &jobs[i]);
     }
+    double depth = tc_wait_metric(PORT, "frcnn_queue_depth", cap, 3);
+    CHECKF(depth == cap && tc_get_metric(PORT, "frcnn_inflight") == 1,
+           "queue not full %.2f s after the long request started", tc_now() - t0);
     // while the queue is full: a client waiting for "100 Continue" gets the 503 instead,
     // before sending its body ...
-    tc_sleep(0.15);
     tc_resp r;
     tc_conn c = {.fd = tc_connect(PORT)};
     char h[256];
@@ -613,6 +622,7 @@ TEST(test_h17_admission) {
     CHECKF(ok1 - ok0 == ok && busy1 - busy0 == busy + 2, "server %g/%g, client %d/%d (+2)", ok1 - ok0, busy1 - busy0, ok, busy);
     CHECK(tc_get_metric(PORT, "frcnn_queue_depth") == 0);
     free(body);
+    free(body_long);
 }
 
 TEST(test_h18_h19_disconnects) {
@@ -1028,8 +1038,10 @@ TEST(test_accesslog_and_counters) {
         if (l) l++;
     }
     tc_resp_free(&r);
-    tc_sleep(0.2); // the completed callback of the /metrics request itself
+    // the completed callback of the /metrics request itself logs it, soon after the answer
     int lines = tc_count_lines(g_main.access, "\"id\":");
+    for (double t0 = tc_now(); lines < (int)total + 1 && tc_now() - t0 < 3; tc_sleep(0.02))
+        lines = tc_count_lines(g_main.access, "\"id\":");
     // the /metrics request is counted at answer time and logged at completion: both in
     CHECKF(lines == (int)total + 1, "access log %d lines, counters %g (+1: this /metrics)", lines, total);
     // each line is JSON with the documented fields
@@ -1096,9 +1108,10 @@ TEST(test_p2_sigterm_in_flight) {
     pthread_t t[3];
     for (int i = 0; i < 3; i++) {
         pthread_create(&t[i], NULL, bg_post, &b[i]);
-        tc_sleep(0.1);
+        // one running, then the others waiting, before the next starts
+        if (i == 0) CHECK(tc_wait_metric(c.port, "frcnn_inflight", 1, 3) == 1);
+        else CHECK(tc_wait_metric(c.port, "frcnn_queue_depth", i, 3) == i);
     }
-    tc_sleep(0.2);
     double t0 = tc_now();
     kill(c.pid, SIGTERM);
     tc_sleep(0.2);
@@ -1129,7 +1142,7 @@ TEST(test_p3_second_signal) {
     bg_req b = {c.port, 0, -1};
     pthread_t t;
     pthread_create(&t, NULL, bg_post, &b); // 1.5 s of inference
-    tc_sleep(0.3);
+    CHECK(tc_wait_metric(c.port, "frcnn_inflight", 1, 3) == 1);
     kill(c.pid, SIGINT);
     tc_sleep(0.1);
     double t0 = tc_now();
@@ -1150,7 +1163,7 @@ TEST(test_drain_deadline) {
     bg_req b = {c.port, 0, -1};
     pthread_t t;
     pthread_create(&t, NULL, bg_post, &b);
-    tc_sleep(0.3);
+    CHECK(tc_wait_metric(c.port, "frcnn_inflight", 1, 3) == 1);
     double took;
     int st = stop(&c, 5, &took);
     CHECKF(st == FR_SERVER_ABANDONED && took < 1.0, "exit %d after %.2f s", st, took);

@@ -277,6 +277,18 @@ static inline double tc_get_metric(int port, const char *prefix) {
     return v;
 }
 
+// Polls a metric until it is >= want or timeout seconds pass; its last value. Counters that
+// the server bumps after a connection closes, and gauges set by other threads' requests, are
+// read this way rather than after a fixed sleep, which a loaded host can outlast.
+static inline double tc_wait_metric(int port, const char *prefix, double want, double timeout) {
+    double deadline = tc_now() + timeout, v = tc_get_metric(port, prefix);
+    while (v < want && tc_now() < deadline) {
+        tc_sleep(0.02);
+        v = tc_get_metric(port, prefix);
+    }
+    return v;
+}
+
 static inline int tc_healthy(int port) {
     tc_resp r;
     int s = tc_get(port, "/healthz", &r);
