@@ -1144,7 +1144,9 @@ TEST(test_p3_second_signal) {
     pthread_create(&t, NULL, bg_post, &b); // 1.5 s of inference
     CHECK(tc_wait_metric(c.port, "frcnn_inflight", 1, 3) == 1);
     kill(c.pid, SIGINT);
-    tc_sleep(0.1);
+    // the first signal has been handled (a second one sent while it is still pending
+    // would merge with it)
+    CHECK(tc_wait_metric(c.port, "frcnn_draining", 1, 3) == 1);
     double t0 = tc_now();
     kill(c.pid, SIGINT);
     int st = tc_wait_exit(c.pid, 5, NULL);
