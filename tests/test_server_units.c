@@ -496,7 +496,7 @@ TEST(test_queue) {
     // admission: capacity 3 with slow jobs -> FULL, close drops waiting, CLOSED afterwards
     memset(&t.order, 0, sizeof t.order);
     t.ran = t.dropped = t.inits = t.frees = t.n_order = 0;
-    t.sleep_us = 200000;
+    t.sleep_us = 1000000; // 1 s: far longer than the 10 admissions below, even on a loaded host
     CHECK(fr_queue_new(&q, 2, 3, 256 * 1024, &fns, &e) == FR_OK);
     int ok = 0, full = 0;
     for (int i = 0; i < 10; i++) {
