@@ -453,10 +453,7 @@ TEST(test_counters) {
     double inf = tc_get_metric(g.port, "frcnn_stage_seconds_count{stage=\"total\"}");
     CHECKF(ok == g_ok && inf == g_ok, "server 200s %g, inferences %g, client 200s %ld", ok, inf, g_ok);
     CHECK(tc_get_metric(g.port, "frcnn_http_requests_aborted_total{route=\"/v1/detect\"}") == 0);
-    const char *line = "\"path\":\"/v1/detect\",\"status\":200";
-    int lines = tc_count_lines(g.access, line);
-    for (double t0 = tc_now(); lines < g_ok && tc_now() - t0 < 3; tc_sleep(0.02)) // logged at completion
-        lines = tc_count_lines(g.access, line);
+    int lines = tc_wait_lines(g.access, "\"path\":\"/v1/detect\",\"status\":200", (int)g_ok, 3);
     CHECKF(lines == g_ok, "%d access-log lines for 200 answers", lines);
 }
 

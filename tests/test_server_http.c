@@ -634,11 +634,7 @@ TEST(test_h18_h19_disconnects) {
     tc_send(fd, pad, sizeof pad);
     tc_sleep(0.2);
     close(fd);
-    double ab1 = ab0;
-    for (int i = 0; i < 100 && ab1 == ab0; i++) {
-        tc_sleep(0.05);
-        ab1 = tc_get_metric(PORT, "frcnn_http_requests_aborted_total{route=\"/v1/detect\"}");
-    }
+    double ab1 = tc_wait_metric(PORT, "frcnn_http_requests_aborted_total{route=\"/v1/detect\"}", ab0 + 1, 5);
     CHECKF(ab1 == ab0 + 1, "aborted %g -> %g", ab0, ab1);
     // H19 (and P4): close during inference; the answer is written to a closed socket
     double inf0 = tc_get_metric(PORT, "frcnn_stage_seconds_count{stage=\"total\"}");
@@ -1039,9 +1035,7 @@ TEST(test_accesslog_and_counters) {
     }
     tc_resp_free(&r);
     // the completed callback of the /metrics request itself logs it, soon after the answer
-    int lines = tc_count_lines(g_main.access, "\"id\":");
-    for (double t0 = tc_now(); lines < (int)total + 1 && tc_now() - t0 < 3; tc_sleep(0.02))
-        lines = tc_count_lines(g_main.access, "\"id\":");
+    int lines = tc_wait_lines(g_main.access, "\"id\":", (int)total + 1, 3);
     // the /metrics request is counted at answer time and logged at completion: both in
     CHECKF(lines == (int)total + 1, "access log %d lines, counters %g (+1: this /metrics)", lines, total);
     // each line is JSON with the documented fields
@@ -1114,7 +1108,7 @@ TEST(test_p2_sigterm_in_flight) {
     }
     double t0 = tc_now();
     kill(c.pid, SIGTERM);
-    tc_sleep(0.2);
+    CHECK(tc_wait_metric(c.port, "frcnn_draining", 1, 3) == 1); // the signal has been handled
     // draining: not ready, new detections 503 + Retry-After, still live
     tc_resp r;
     char v[16];

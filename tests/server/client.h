@@ -389,4 +389,16 @@ static inline int tc_count_lines(const char *path, const char *needle) {
     return n;
 }
 
+// Polls tc_count_lines until it is >= want or timeout seconds pass; its last count. For log
+// lines written when a request completes, a moment after its answer reached the client.
+static inline int tc_wait_lines(const char *path, const char *needle, int want, double timeout) {
+    double deadline = tc_now() + timeout;
+    int n = tc_count_lines(path, needle);
+    while (n < want && tc_now() < deadline) {
+        tc_sleep(0.02);
+        n = tc_count_lines(path, needle);
+    }
+    return n;
+}
+
 #endif
